@@ -1,0 +1,13 @@
+//! Vitrine's core library, used by every binary: the model artifact format and
+//! its zero-copy reader, SIMD scoring kernels, top-K catalog scans, id maps and
+//! seeded synthetic models.
+//!
+//! See `docs/ARCHITECTURE.md` for how the pieces fit and `docs/FORMAT.md` for
+//! the artifact byte layout.
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "Vitrine artifacts are little-endian and read zero-copy; big-endian hosts are not supported"
+);
+
+pub mod simd;

@@ -1,0 +1,165 @@
+//! Every kernel table this CPU supports, checked against the scalar oracle on
+//! random lengths (ragged tails included) and extreme values.
+
+use super::*;
+use proptest::prelude::*;
+
+fn tables() -> Vec<Kernels> {
+    Kernels::all_available()
+}
+
+/// Tolerance for float sums whose order differs between kernels.
+fn close(a: f32, b: f32, magnitude: f32) -> bool {
+    (a - b).abs() <= 1e-5 * magnitude.max(1.0)
+}
+
+fn finite_f32() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        8 => -10.0f32..10.0,
+        1 => Just(0.0f32),
+        1 => prop::sample::select(vec![-60000.0f32, 60000.0, 1e-30, -1e-30, 1e6]),
+    ]
+}
+
+fn query_i8() -> impl Strategy<Value = i8> {
+    prop_oneof![4 => -127i8..=127, 1 => prop::sample::select(vec![-127i8, 127, 0])]
+}
+
+fn item_u8() -> impl Strategy<Value = u8> {
+    prop_oneof![4 => 1u8..=255, 1 => prop::sample::select(vec![1u8, 255, 128])]
+}
+
+#[test]
+fn detection_finds_the_scalar_table_at_least() {
+    let all = tables();
+    assert_eq!(all[0].float_isa, Isa::Scalar);
+    assert!(kernels().describe().contains('/'));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn dot_f32_matches_scalar(pairs in prop::collection::vec((finite_f32(), finite_f32()), 0..200)) {
+        let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+        let magnitude: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+        let expected = Kernels::scalar().dot_f32(&a, &b);
+        for t in tables() {
+            let got = t.dot_f32(&a, &b);
+            prop_assert!(close(got, expected, magnitude), "{}: {got} vs {expected}", t.describe());
+        }
+    }
+
+    #[test]
+    fn dot_f16_matches_scalar(pairs in prop::collection::vec((finite_f32(), -1000.0f32..1000.0), 0..200)) {
+        let a: Vec<f32> = pairs.iter().map(|p| p.0).collect();
+        let b: Vec<f16> = pairs.iter().map(|p| f16::from_f32(p.1)).collect();
+        let magnitude: f32 = a.iter().zip(&b).map(|(x, y)| (x * y.to_f32()).abs()).sum();
+        let expected = Kernels::scalar().dot_f16(&a, &b);
+        for t in tables() {
+            let got = t.dot_f16(&a, &b);
+            prop_assert!(close(got, expected, magnitude), "{}: {got} vs {expected}", t.describe());
+        }
+    }
+
+    #[test]
+    fn dot_i8_is_exact(pairs in prop::collection::vec((query_i8(), query_i8()), 0..300)) {
+        let (a, b): (Vec<i8>, Vec<i8>) = pairs.into_iter().unzip();
+        let expected = Kernels::scalar().dot_i8(&a, &b);
+        for t in tables() {
+            prop_assert_eq!(t.dot_i8(&a, &b), expected, "{}", t.describe());
+        }
+    }
+
+    #[test]
+    fn block_f32_matches_scalar(
+        groups in 1usize..6,
+        n_queries in 1usize..=MAX_BATCH,
+        seed in prop::collection::vec(finite_f32(), 16 * 5 * 16 + 8 * 5 * 16),
+    ) {
+        let dims = groups * DIM_ALIGN;
+        let block: Vec<f32> = seed[..dims * BLOCK].to_vec();
+        let qdata = &seed[dims * BLOCK..];
+        let queries: Vec<&[f32]> = (0..n_queries).map(|q| &qdata[q * dims..(q + 1) * dims]).collect();
+        // Float error bound of a reordered sum: a few ulps of Σ|q·x| per lane.
+        let magnitude = |q: &[f32], lane: usize| -> f32 {
+            q.iter().enumerate().map(|(d, w)| (w * block[d * BLOCK + lane]).abs()).sum()
+        };
+        let mut expected = vec![[0.0f32; BLOCK]; n_queries];
+        Kernels::scalar().block_f32(&queries, &block, &mut expected);
+        for t in tables() {
+            let mut got = vec![[0.0f32; BLOCK]; n_queries];
+            t.block_f32(&queries, &block, &mut got);
+            for (q, (g_row, e_row)) in got.iter().zip(&expected).enumerate() {
+                for lane in 0..BLOCK {
+                    let (g, e) = (g_row[lane], e_row[lane]);
+                    let m = magnitude(queries[q], lane);
+                    prop_assert!(close(g, e, m), "{}: {g} vs {e}", t.describe());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_f16_matches_scalar(
+        groups in 1usize..6,
+        n_queries in 1usize..=MAX_BATCH,
+        items in prop::collection::vec(-1000.0f32..1000.0, 16 * 5 * 16),
+        qdata in prop::collection::vec(-10.0f32..10.0, 8 * 5 * 16),
+    ) {
+        let dims = groups * DIM_ALIGN;
+        let block: Vec<f16> = items[..dims * BLOCK].iter().map(|&x| f16::from_f32(x)).collect();
+        let queries: Vec<&[f32]> = (0..n_queries).map(|q| &qdata[q * dims..(q + 1) * dims]).collect();
+        let mut expected = vec![[0.0f32; BLOCK]; n_queries];
+        Kernels::scalar().block_f16(&queries, &block, &mut expected);
+        for t in tables() {
+            let mut got = vec![[0.0f32; BLOCK]; n_queries];
+            t.block_f16(&queries, &block, &mut got);
+            for (g, e) in got.iter().flatten().zip(expected.iter().flatten()) {
+                prop_assert!(close(*g, *e, 1e4 * dims as f32), "{}: {g} vs {e}", t.describe());
+            }
+        }
+    }
+
+    #[test]
+    fn block_u8_is_exact(
+        groups in 1usize..6,
+        n_queries in 1usize..=MAX_BATCH,
+        block in prop::collection::vec(item_u8(), 16 * 5 * 16),
+        qdata in prop::collection::vec(query_i8(), 8 * 5 * 16),
+    ) {
+        let dims = groups * DIM_ALIGN;
+        let block = &block[..dims * BLOCK];
+        let queries: Vec<QueryI8<'_>> =
+            (0..n_queries).map(|q| QueryI8::new(&qdata[q * dims..(q + 1) * dims])).collect();
+        let mut expected = vec![[0i32; BLOCK]; n_queries];
+        Kernels::scalar().block_u8(&queries, block, &mut expected);
+        for t in tables() {
+            let mut got = vec![[0i32; BLOCK]; n_queries];
+            t.block_u8(&queries, block, &mut got);
+            prop_assert_eq!(&got, &expected, "{}", t.describe());
+        }
+    }
+}
+
+#[test]
+fn block_u8_extremes_do_not_saturate() {
+    // Every product at its largest magnitude: the AVX2 maddubs path would
+    // saturate here if the ±127 bounds were not respected.
+    let dims = 64;
+    for (q_val, item_val) in [(127i8, 255u8), (-127, 1), (127, 1), (-127, 255)] {
+        let q = vec![q_val; dims];
+        let block = vec![item_val; dims * BLOCK];
+        let expected = i32::from(q_val) * (i32::from(item_val) - 128) * dims as i32;
+        for t in tables() {
+            let mut out = [[0i32; BLOCK]];
+            t.block_u8(&[QueryI8::new(&q)], &block, &mut out);
+            assert!(
+                out[0].iter().all(|&s| s == expected),
+                "{}: {:?}",
+                t.describe(),
+                out[0]
+            );
+        }
+    }
+}

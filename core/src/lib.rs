@@ -10,4 +10,13 @@ compile_error!(
     "Vitrine artifacts are little-endian and read zero-copy; big-endian hosts are not supported"
 );
 
+pub mod artifact;
+pub mod csr;
+pub mod ids;
+pub mod matrix;
 pub mod simd;
+
+pub use artifact::{Artifact, ArtifactError, ModelKind, ModelMetadata, ModelParts};
+pub use matrix::ElementType;
+pub mod scan;
+pub mod synthetic;

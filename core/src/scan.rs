@@ -1,0 +1,395 @@
+//! Top-K catalog scans over the item factor matrix.
+//!
+//! A scan walks the 16-item blocks once, scores each block with the SIMD block
+//! kernel for up to [`MAX_BATCH`] queries at a time, and keeps the best `k` per
+//! query. Exclusions and filters are a predicate consulted *inside* the scan,
+//! only for items that would enter the top K, so an answer is never short
+//! because of filtering when at least `k` items qualify.
+//!
+//! Score of item i for a prepared query q (identical in every path, so scan and
+//! [`ItemScanner::score`] agree to the bit):
+//! - f32/f16: `dot(q, item_i) + item_bias_i + q.offset`
+//! - int8: `(dot_i8(q8, item8_i) as f32 · (q.scale · scale_i) + item_bias_i) + q.offset`
+//!
+//! where `offset` is the per-query constant (user bias + global bias).
+
+use crate::matrix::{Matrix, MatrixData, quantize_row};
+use crate::simd::{BLOCK, Kernels, MAX_BATCH, QueryI8, kernels};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// One recommended item: dense index and score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoredItem {
+    pub item: u32,
+    pub score: f32,
+}
+
+/// Heap entry ordered so that the heap's top is the *worst* kept item:
+/// lower score is worse; on equal scores the higher index is worse.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Kept(ScoredItem);
+
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .0
+            .score
+            .total_cmp(&self.0.score)
+            .then(self.0.item.cmp(&other.0.item))
+    }
+}
+
+/// The best `k` items seen so far. Ties break towards the lower item index,
+/// so results are deterministic.
+#[derive(Debug)]
+pub struct TopK {
+    k: usize,
+    heap: BinaryHeap<Kept>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// A score must beat this to enter (ties with the worst kept item enter
+    /// only with a lower index, see [`Self::push`]).
+    pub fn threshold(&self) -> f32 {
+        match (self.heap.len() < self.k, self.k) {
+            (_, 0) => f32::INFINITY,
+            (true, _) => f32::NEG_INFINITY,
+            (false, _) => self.heap.peek().map_or(f32::NEG_INFINITY, |w| w.0.score),
+        }
+    }
+
+    pub fn push(&mut self, item: u32, score: f32) {
+        let candidate = Kept(ScoredItem { item, score });
+        if self.heap.len() < self.k {
+            self.heap.push(candidate);
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if candidate < *worst {
+                *worst = candidate;
+            }
+        }
+    }
+
+    /// Best first.
+    pub fn into_sorted(self) -> Vec<ScoredItem> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|k| k.0)
+            .collect()
+    }
+}
+
+/// A query vector prepared for one scanner: padded, and quantised when the
+/// items are int8.
+#[derive(Clone, Debug)]
+pub struct PreparedQuery {
+    values: Vec<f32>,
+    values_i8: Vec<i8>,
+    scale: f32,
+    offset: f32,
+}
+
+/// Scores queries against an item factor matrix (block layout).
+#[derive(Clone, Copy, Debug)]
+pub struct ItemScanner<'a> {
+    items: Matrix<'a>,
+    /// Item biases padded to whole blocks.
+    bias: Option<&'a [f32]>,
+    kernels: &'static Kernels,
+}
+
+impl<'a> ItemScanner<'a> {
+    pub fn new(items: Matrix<'a>, bias_padded: Option<&'a [f32]>) -> Self {
+        assert!(items.blocked, "item scanner needs the block layout");
+        if let Some(b) = bias_padded {
+            assert_eq!(
+                b.len(),
+                items.blocks() * BLOCK,
+                "bias must be padded to whole blocks"
+            );
+        }
+        Self {
+            items,
+            bias: bias_padded,
+            kernels: kernels(),
+        }
+    }
+
+    /// Uses a specific kernel table (benches and tests compare them).
+    pub fn with_kernels(mut self, kernels: &'static Kernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    pub fn items(&self) -> &Matrix<'a> {
+        &self.items
+    }
+
+    /// Prepares `query` (`dims` or `padded_dims` long); `offset` is added to
+    /// every score (user bias + global bias).
+    pub fn prepare(&self, query: &[f32], offset: f32) -> PreparedQuery {
+        let padded = self.items.padded_dims;
+        assert!(
+            query.len() == self.items.dims || query.len() == padded,
+            "query length"
+        );
+        let mut values = vec![0.0f32; padded];
+        values[..query.len()].copy_from_slice(query);
+        let (values_i8, scale) = match self.items.data {
+            MatrixData::Int8 { .. } => {
+                let mut q = vec![0i8; padded];
+                let scale = quantize_row(&values, &mut q);
+                (q, scale)
+            }
+            _ => (Vec::new(), 1.0),
+        };
+        PreparedQuery {
+            values,
+            values_i8,
+            scale,
+            offset,
+        }
+    }
+
+    /// The best `k` items for one query among those `accept` lets through.
+    pub fn top_k(
+        &self,
+        query: &PreparedQuery,
+        k: usize,
+        mut accept: impl FnMut(u32) -> bool,
+    ) -> Vec<ScoredItem> {
+        let mut out = self.top_k_batch(std::slice::from_ref(query), k, |_, item| accept(item));
+        out.pop().unwrap_or_default()
+    }
+
+    /// The best `k` items for each query, scoring up to [`MAX_BATCH`] queries
+    /// per pass over the items. `accept(query_index, item)` filters.
+    pub fn top_k_batch(
+        &self,
+        queries: &[PreparedQuery],
+        k: usize,
+        mut accept: impl FnMut(usize, u32) -> bool,
+    ) -> Vec<Vec<ScoredItem>> {
+        let mut results = Vec::with_capacity(queries.len());
+        for (c, chunk) in queries.chunks(MAX_BATCH).enumerate() {
+            let mut tops: Vec<TopK> = chunk.iter().map(|_| TopK::new(k)).collect();
+            let first = c * MAX_BATCH;
+            self.scan_blocks(chunk, |j, block, scores| {
+                collect(block, scores, self.items.rows, &mut tops[j], |item| {
+                    accept(first + j, item)
+                });
+            });
+            for (top, q) in tops.into_iter().zip(chunk) {
+                let mut items = top.into_sorted();
+                items.iter_mut().for_each(|s| s.score += q.offset);
+                results.push(items);
+            }
+        }
+        results
+    }
+
+    /// Score of one item (bit-identical to the score a scan reports).
+    pub fn score(&self, query: &PreparedQuery, item: u32) -> f32 {
+        let item = item as usize;
+        assert!(item < self.items.rows, "item index out of range");
+        let block = item / BLOCK;
+        let mut scores = [[0.0f32; BLOCK]];
+        self.score_block(std::slice::from_ref(query), block, &mut scores);
+        scores[0][item % BLOCK] + query.offset
+    }
+
+    /// Calls `sink(query_index, block, scores)` for every block, where
+    /// `scores` exclude the per-query offset.
+    fn scan_blocks(
+        &self,
+        queries: &[PreparedQuery],
+        mut sink: impl FnMut(usize, usize, &[f32; BLOCK]),
+    ) {
+        let mut scores = [[0.0f32; BLOCK]; MAX_BATCH];
+        let scores = &mut scores[..queries.len()];
+        for block in 0..self.items.blocks() {
+            self.score_block(queries, block, scores);
+            for (j, s) in scores.iter().enumerate() {
+                sink(j, block, s);
+            }
+        }
+    }
+
+    fn score_block(&self, queries: &[PreparedQuery], block: usize, scores: &mut [[f32; BLOCK]]) {
+        let len = BLOCK * self.items.padded_dims;
+        let range = block * len..(block + 1) * len;
+        match self.items.data {
+            MatrixData::F32(v) => {
+                let q: Vec<&[f32]> = queries.iter().map(|q| q.values.as_slice()).collect();
+                self.kernels.block_f32(&q, &v[range], scores);
+            }
+            MatrixData::F16(v) => {
+                let q: Vec<&[f32]> = queries.iter().map(|q| q.values.as_slice()).collect();
+                self.kernels.block_f16(&q, &v[range], scores);
+            }
+            MatrixData::Int8 { values, scales } => {
+                let q: Vec<QueryI8<'_>> =
+                    queries.iter().map(|q| QueryI8::new(&q.values_i8)).collect();
+                let mut raw = [[0i32; BLOCK]; MAX_BATCH];
+                self.kernels
+                    .block_u8(&q, &values[range], &mut raw[..queries.len()]);
+                let item_scales = &scales[block * BLOCK..(block + 1) * BLOCK];
+                for ((out, raw), query) in scores.iter_mut().zip(&raw).zip(queries) {
+                    for lane in 0..BLOCK {
+                        out[lane] = raw[lane] as f32 * (query.scale * item_scales[lane]);
+                    }
+                }
+            }
+        }
+        if let Some(bias) = self.bias {
+            let bias = &bias[block * BLOCK..(block + 1) * BLOCK];
+            for out in scores.iter_mut() {
+                for lane in 0..BLOCK {
+                    out[lane] += bias[lane];
+                }
+            }
+        }
+    }
+}
+
+/// Offers one block's scores to a top-K: a quick check that any lane beats
+/// the threshold (the common case at scale is "none does"), then per lane.
+#[inline]
+fn collect(
+    block: usize,
+    scores: &[f32; BLOCK],
+    n_items: usize,
+    top: &mut TopK,
+    mut accept: impl FnMut(u32) -> bool,
+) {
+    let threshold = top.threshold();
+    if scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) <= threshold {
+        return;
+    }
+    let first = block * BLOCK;
+    for (lane, &score) in scores
+        .iter()
+        .enumerate()
+        .take(n_items.saturating_sub(first))
+    {
+        let item = (first + lane) as u32;
+        if score > top.threshold() && accept(item) {
+            top.push(item, score);
+        }
+    }
+}
+
+/// Common filters: sorted exclusion lists (seen items, an explicit list) and
+/// required attributes (an item qualifies only if it has every one).
+#[derive(Debug, Default)]
+pub struct ItemFilter<'a> {
+    excluded: Vec<&'a [u32]>,
+    owned_excluded: Vec<u32>,
+    required: Vec<u32>,
+    attributes: Option<crate::csr::Csr<'a>>,
+}
+
+impl<'a> ItemFilter<'a> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Excludes a sorted list (e.g. a user's seen-items row).
+    pub fn exclude_sorted(mut self, items: &'a [u32]) -> Self {
+        debug_assert!(items.windows(2).all(|w| w[0] < w[1]));
+        self.excluded.push(items);
+        self
+    }
+
+    /// Excludes items in any order.
+    pub fn exclude(mut self, mut items: Vec<u32>) -> Self {
+        items.sort_unstable();
+        items.dedup();
+        self.owned_excluded = items;
+        self
+    }
+
+    /// Keeps only items having all of `required` (attribute indices).
+    pub fn require(mut self, attributes: crate::csr::Csr<'a>, mut required: Vec<u32>) -> Self {
+        required.sort_unstable();
+        required.dedup();
+        self.attributes = Some(attributes);
+        self.required = required;
+        self
+    }
+
+    pub fn accepts(&self, item: u32) -> bool {
+        if self.owned_excluded.binary_search(&item).is_ok()
+            || self.excluded.iter().any(|l| l.binary_search(&item).is_ok())
+        {
+            return false;
+        }
+        match &self.attributes {
+            Some(attrs) => self
+                .required
+                .iter()
+                .all(|&a| attrs.contains(item as usize, a)),
+            None => true,
+        }
+    }
+}
+
+/// Item-neighbour scoring: `score(i) = Σ_{j ∈ history} weight_j · w(j → i)`,
+/// accumulated densely over the catalogue, then the best `k` that `accept`
+/// lets through. `history_weights` defaults to 1 per item.
+pub fn top_k_neighbors(
+    neighbors: &crate::csr::Csr<'_>,
+    history: &[u32],
+    history_weights: Option<&[f32]>,
+    k: usize,
+    mut accept: impl FnMut(u32) -> bool,
+) -> Vec<ScoredItem> {
+    let mut scores = vec![0.0f32; neighbors.rows()];
+    let mut touched = vec![false; neighbors.rows()];
+    for (h, &j) in history.iter().enumerate() {
+        let Some(row) = neighbors.row_weights(j as usize) else {
+            continue;
+        };
+        let wj = history_weights.map_or(1.0, |w| w[h]);
+        for (&i, &w) in neighbors.row(j as usize).iter().zip(row) {
+            scores[i as usize] += wj * w;
+            touched[i as usize] = true;
+        }
+    }
+    let mut top = TopK::new(k);
+    for (i, (&s, &t)) in scores.iter().zip(&touched).enumerate() {
+        if t && s > top.threshold() && accept(i as u32) {
+            top.push(i as u32, s);
+        }
+    }
+    top.into_sorted()
+}
+
+/// The `k` heaviest neighbours of `item` ("similar items").
+pub fn similar_by_neighbors(
+    neighbors: &crate::csr::Csr<'_>,
+    item: u32,
+    k: usize,
+) -> Vec<ScoredItem> {
+    let mut top = TopK::new(k);
+    if let Some(weights) = neighbors.row_weights(item as usize) {
+        for (&j, &w) in neighbors.row(item as usize).iter().zip(weights) {
+            top.push(j, w);
+        }
+    }
+    top.into_sorted()
+}

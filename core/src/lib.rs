@@ -13,6 +13,7 @@ compile_error!(
 pub mod artifact;
 pub mod csr;
 pub mod ids;
+pub mod inspect;
 pub mod matrix;
 pub mod simd;
 

@@ -12,9 +12,15 @@
 //! - int8: `(dot_i8(q8, item8_i) as f32 · (q.scale · scale_i) + item_bias_i) + q.offset`
 //!
 //! where `offset` is the per-query constant (user bias + global bias).
+//!
+//! int8 scores are exact integer dot products followed by the same float
+//! operations everywhere, so they are identical across kernels and batch
+//! sizes. f32/f16 sums are accumulated in a different order per batch size
+//! (to hide multiply-add latency), so the same item can differ in the last
+//! bits between a batched and a single scan; rankings only differ on near-ties.
 
 use crate::matrix::{Matrix, MatrixData, quantize_row};
-use crate::simd::{BLOCK, Kernels, MAX_BATCH, QueryI8, kernels};
+use crate::simd::{BLOCK, Epilogue, Kernels, MAX_BATCH, QueryI8, kernels};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -206,62 +212,107 @@ impl<'a> ItemScanner<'a> {
     pub fn score(&self, query: &PreparedQuery, item: u32) -> f32 {
         let item = item as usize;
         assert!(item < self.items.rows, "item index out of range");
-        let block = item / BLOCK;
-        let mut scores = [[0.0f32; BLOCK]];
-        self.score_block(std::slice::from_ref(query), block, &mut scores);
-        scores[0][item % BLOCK] + query.offset
+        let mut scores = Scores::new(1, 1);
+        self.score_blocks(
+            &QueryRefs::new(std::slice::from_ref(query)),
+            item / BLOCK,
+            1,
+            &mut scores,
+        );
+        scores.rows[0][item % BLOCK] + query.offset
     }
 
     /// Calls `sink(query_index, block, scores)` for every block, where
-    /// `scores` exclude the per-query offset.
+    /// `scores` exclude the per-query offset. The kernel runs on chunks of
+    /// [`CHUNK_BLOCKS`] blocks so its call cost is spread over many items.
     fn scan_blocks(
         &self,
         queries: &[PreparedQuery],
         mut sink: impl FnMut(usize, usize, &[f32; BLOCK]),
     ) {
-        let mut scores = [[0.0f32; BLOCK]; MAX_BATCH];
-        let scores = &mut scores[..queries.len()];
-        for block in 0..self.items.blocks() {
-            self.score_block(queries, block, scores);
-            for (j, s) in scores.iter().enumerate() {
-                sink(j, block, s);
+        let refs = QueryRefs::new(queries);
+        let n = queries.len();
+        let blocks = self.items.blocks();
+        let mut scores = Scores::new(CHUNK_BLOCKS, n);
+        for first in (0..blocks).step_by(CHUNK_BLOCKS) {
+            let count = CHUNK_BLOCKS.min(blocks - first);
+            self.score_blocks(&refs, first, count, &mut scores);
+            for (b, rows) in scores.rows[..count * n].chunks_exact(n).enumerate() {
+                for (j, row) in rows.iter().enumerate() {
+                    sink(j, first + b, row);
+                }
             }
         }
     }
 
-    fn score_block(&self, queries: &[PreparedQuery], block: usize, scores: &mut [[f32; BLOCK]]) {
+    /// Scores blocks `first..first + count` into `scores.rows[b·n + q]`
+    /// (item scale and bias applied inside the kernel).
+    fn score_blocks(&self, refs: &QueryRefs<'_>, first: usize, count: usize, scores: &mut Scores) {
         let len = BLOCK * self.items.padded_dims;
-        let range = block * len..(block + 1) * len;
-        match self.items.data {
-            MatrixData::F32(v) => {
-                let q: Vec<&[f32]> = queries.iter().map(|q| q.values.as_slice()).collect();
-                self.kernels.block_f32(&q, &v[range], scores);
+        let range = first * len..(first + count) * len;
+        let slots = first * BLOCK..(first + count) * BLOCK;
+        let bias = self.bias.map(|b| &b[slots.clone()]);
+        let rows = &mut scores.rows[..count * refs.len()];
+        match (self.items.data, refs) {
+            (MatrixData::F32(v), QueryRefs::Float(q)) => {
+                self.kernels.block_f32(q, &v[range], bias, rows)
             }
-            MatrixData::F16(v) => {
-                let q: Vec<&[f32]> = queries.iter().map(|q| q.values.as_slice()).collect();
-                self.kernels.block_f16(&q, &v[range], scores);
+            (MatrixData::F16(v), QueryRefs::Float(q)) => {
+                self.kernels.block_f16(q, &v[range], bias, rows)
             }
-            MatrixData::Int8 { values, scales } => {
-                let q: Vec<QueryI8<'_>> =
-                    queries.iter().map(|q| QueryI8::new(&q.values_i8)).collect();
-                let mut raw = [[0i32; BLOCK]; MAX_BATCH];
-                self.kernels
-                    .block_u8(&q, &values[range], &mut raw[..queries.len()]);
-                let item_scales = &scales[block * BLOCK..(block + 1) * BLOCK];
-                for ((out, raw), query) in scores.iter_mut().zip(&raw).zip(queries) {
-                    for lane in 0..BLOCK {
-                        out[lane] = raw[lane] as f32 * (query.scale * item_scales[lane]);
-                    }
-                }
+            (MatrixData::Int8 { values, scales }, QueryRefs::Int8(q)) => {
+                let epilogue = Epilogue {
+                    item_scales: &scales[slots],
+                    bias,
+                };
+                self.kernels.block_u8(q, &values[range], epilogue, rows);
             }
+            _ => unreachable!("queries are prepared for this scanner's element type"),
         }
-        if let Some(bias) = self.bias {
-            let bias = &bias[block * BLOCK..(block + 1) * BLOCK];
-            for out in scores.iter_mut() {
-                for lane in 0..BLOCK {
-                    out[lane] += bias[lane];
-                }
-            }
+    }
+}
+
+/// Blocks per kernel call: 1,024 items, small enough that the scores of 8
+/// queries (32 KiB) stay in L1/L2 before they are collected.
+const CHUNK_BLOCKS: usize = 64;
+
+/// Query slices in the form the kernels take, built once per pass.
+enum QueryRefs<'q> {
+    Float(Vec<&'q [f32]>),
+    Int8(Vec<QueryI8<'q>>),
+}
+
+impl<'q> QueryRefs<'q> {
+    fn new(queries: &'q [PreparedQuery]) -> Self {
+        if queries.first().is_some_and(|q| !q.values_i8.is_empty()) {
+            QueryRefs::Int8(
+                queries
+                    .iter()
+                    .map(|q| QueryI8::new(&q.values_i8, q.scale))
+                    .collect(),
+            )
+        } else {
+            QueryRefs::Float(queries.iter().map(|q| q.values.as_slice()).collect())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            QueryRefs::Float(q) => q.len(),
+            QueryRefs::Int8(q) => q.len(),
+        }
+    }
+}
+
+/// Per-chunk score buffer.
+struct Scores {
+    rows: Vec<[f32; BLOCK]>,
+}
+
+impl Scores {
+    fn new(blocks: usize, queries: usize) -> Self {
+        Self {
+            rows: vec![[0.0; BLOCK]; blocks * queries],
         }
     }
 }
@@ -277,7 +328,12 @@ fn collect(
     mut accept: impl FnMut(u32) -> bool,
 ) {
     let threshold = top.threshold();
-    if scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) <= threshold {
+    // Branch-free over all lanes so it compiles to a few vector compares.
+    let mut any = false;
+    for &s in scores {
+        any |= s > threshold;
+    }
+    if !any {
         return;
     }
     let first = block * BLOCK;

@@ -108,11 +108,16 @@ fn batched_scan_equals_single_scans() {
         let seen = art.seen_items().unwrap();
         let batched = scanner.top_k_batch(&queries, 7, |j, i| !seen.contains(j, i));
         for (u, q) in queries.iter().enumerate() {
-            assert_eq!(
-                batched[u],
-                scanner.top_k(q, 7, |i| !seen.contains(u, i)),
-                "{dtype:?} user {u}"
-            );
+            let single = scanner.top_k(q, 7, |i| !seen.contains(u, i));
+            if dtype == ElementType::Int8 {
+                assert_eq!(batched[u], single, "int8 user {u}: exact");
+            } else {
+                // Float sums are ordered differently per batch size.
+                for (a, b) in batched[u].iter().zip(&single) {
+                    assert_eq!(a.item, b.item, "{dtype:?} user {u}");
+                    assert!((a.score - b.score).abs() <= 1e-5 * b.score.abs().max(1.0));
+                }
+            }
         }
     }
 }

@@ -9,7 +9,7 @@
 //! so every load is in bounds by construction.
 #![allow(unsafe_code)]
 
-use super::{BLOCK, I8_GROUP, Isa, Kernels, QueryI8, scalar};
+use super::{BLOCK, Epilogue, I8_GROUP, Isa, Kernels, QueryI8, scalar};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -68,10 +68,19 @@ fn store_f32x8(out: &mut [f32], v: __m256) {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn store_i32x8(out: &mut [i32], v: __m256i) {
-    let out: &mut [i32; 8] = out.try_into().expect("8 ints");
-    // SAFETY: `out` is 32 writable bytes; storeu has no alignment requirement.
-    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) }
+fn load_f32x16_as_2x8(v: &[f32; BLOCK]) -> (__m256, __m256) {
+    let (lo, hi) = v.split_at(8);
+    (
+        load_f32x8(lo.try_into().expect("8")),
+        load_f32x8(hi.try_into().expect("8")),
+    )
+}
+
+/// The 16 per-item values of block `b`.
+fn block_slice(values: &[f32], b: usize) -> &[f32; BLOCK] {
+    values[b * BLOCK..(b + 1) * BLOCK]
+        .try_into()
+        .expect("whole block")
 }
 
 #[inline]
@@ -136,60 +145,124 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_f32(queries: &[&[f32]], block: &[f32], out: &mut [[f32; BLOCK]]) {
-    for_batch_size!(queries.len(), block_f32_n, queries, block, out)
+fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: &mut [[f32; BLOCK]]) {
+    for_batch_size!(queries.len(), block_f32_blocks, queries, blocks, bias, out)
 }
 
+/// 16 lanes = two 8-float registers per query ("lo", "hi"), so even P = 1
+/// has two independent chains per query.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_f32_n<const N: usize>(queries: &[&[f32]], block: &[f32], out: &mut [[f32; BLOCK]]) {
-    let (dims, _) = block.as_chunks::<BLOCK>();
-    let mut lo = [_mm256_setzero_ps(); N];
-    let mut hi = [_mm256_setzero_ps(); N];
-    for (d, items) in dims.iter().enumerate() {
-        let (x_lo, x_hi) = items.split_at(8);
-        let x_lo = load_f32x8(x_lo.try_into().expect("8"));
-        let x_hi = load_f32x8(x_hi.try_into().expect("8"));
-        for q in 0..N {
-            let w = _mm256_set1_ps(queries[q][d]);
-            lo[q] = _mm256_fmadd_ps(w, x_lo, lo[q]);
-            hi[q] = _mm256_fmadd_ps(w, x_hi, hi[q]);
+fn block_f32_blocks<const N: usize, const P: usize>(
+    queries: &[&[f32]],
+    blocks: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [[f32; BLOCK]],
+) {
+    let dims = queries[0].len();
+    let q: [&[f32]; N] = std::array::from_fn(|j| &queries[j][..dims]);
+    for (b, (block, out)) in blocks
+        .chunks_exact(BLOCK * dims)
+        .zip(out.chunks_exact_mut(N))
+        .enumerate()
+    {
+        let (rows, _) = block.as_chunks::<BLOCK>();
+        let mut lo = [[_mm256_setzero_ps(); N]; P];
+        let mut hi = [[_mm256_setzero_ps(); N]; P];
+        for (d0, rows) in rows.chunks_exact(P).enumerate() {
+            for p in 0..P {
+                let (x_lo, x_hi) = rows[p].split_at(8);
+                let x_lo = load_f32x8(x_lo.try_into().expect("8"));
+                let x_hi = load_f32x8(x_hi.try_into().expect("8"));
+                for j in 0..N {
+                    let w = _mm256_set1_ps(q[j][d0 * P + p]);
+                    lo[p][j] = _mm256_fmadd_ps(w, x_lo, lo[p][j]);
+                    hi[p][j] = _mm256_fmadd_ps(w, x_hi, hi[p][j]);
+                }
+            }
+        }
+        let bias = bias.map(|v| load_f32x16_as_2x8(block_slice(v, b)));
+        for j in 0..N {
+            let (mut l, mut h) = (lo[0][j], hi[0][j]);
+            for p in 1..P {
+                l = _mm256_add_ps(l, lo[p][j]);
+                h = _mm256_add_ps(h, hi[p][j]);
+            }
+            if let Some((b_lo, b_hi)) = bias {
+                l = _mm256_add_ps(l, b_lo);
+                h = _mm256_add_ps(h, b_hi);
+            }
+            store_f32x8(&mut out[j][..8], l);
+            store_f32x8(&mut out[j][8..], h);
         }
     }
-    for q in 0..N {
-        store_f32x8(&mut out[q][..8], lo[q]);
-        store_f32x8(&mut out[q][8..], hi[q]);
-    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_f16(queries: &[&[f32]], block: &[f16], out: &mut [[f32; BLOCK]]) {
-    for_batch_size!(queries.len(), block_f16_n, queries, block, out)
+fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: &mut [[f32; BLOCK]]) {
+    for_batch_size!(queries.len(), block_f16_blocks, queries, blocks, bias, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_f16_n<const N: usize>(queries: &[&[f32]], block: &[f16], out: &mut [[f32; BLOCK]]) {
-    let (dims, _) = block.as_chunks::<BLOCK>();
-    let mut lo = [_mm256_setzero_ps(); N];
-    let mut hi = [_mm256_setzero_ps(); N];
-    for (d, items) in dims.iter().enumerate() {
-        let (x_lo, x_hi) = items.split_at(8);
-        let x_lo = load_f16x8(x_lo.try_into().expect("8"));
-        let x_hi = load_f16x8(x_hi.try_into().expect("8"));
-        for q in 0..N {
-            let w = _mm256_set1_ps(queries[q][d]);
-            lo[q] = _mm256_fmadd_ps(w, x_lo, lo[q]);
-            hi[q] = _mm256_fmadd_ps(w, x_hi, hi[q]);
+fn block_f16_blocks<const N: usize, const P: usize>(
+    queries: &[&[f32]],
+    blocks: &[f16],
+    bias: Option<&[f32]>,
+    out: &mut [[f32; BLOCK]],
+) {
+    let dims = queries[0].len();
+    let q: [&[f32]; N] = std::array::from_fn(|j| &queries[j][..dims]);
+    for (b, (block, out)) in blocks
+        .chunks_exact(BLOCK * dims)
+        .zip(out.chunks_exact_mut(N))
+        .enumerate()
+    {
+        let (rows, _) = block.as_chunks::<BLOCK>();
+        let mut lo = [[_mm256_setzero_ps(); N]; P];
+        let mut hi = [[_mm256_setzero_ps(); N]; P];
+        for (d0, rows) in rows.chunks_exact(P).enumerate() {
+            for p in 0..P {
+                let (x_lo, x_hi) = rows[p].split_at(8);
+                let x_lo = load_f16x8(x_lo.try_into().expect("8"));
+                let x_hi = load_f16x8(x_hi.try_into().expect("8"));
+                for j in 0..N {
+                    let w = _mm256_set1_ps(q[j][d0 * P + p]);
+                    lo[p][j] = _mm256_fmadd_ps(w, x_lo, lo[p][j]);
+                    hi[p][j] = _mm256_fmadd_ps(w, x_hi, hi[p][j]);
+                }
+            }
+        }
+        let bias = bias.map(|v| load_f32x16_as_2x8(block_slice(v, b)));
+        for j in 0..N {
+            let (mut l, mut h) = (lo[0][j], hi[0][j]);
+            for p in 1..P {
+                l = _mm256_add_ps(l, lo[p][j]);
+                h = _mm256_add_ps(h, hi[p][j]);
+            }
+            if let Some((b_lo, b_hi)) = bias {
+                l = _mm256_add_ps(l, b_lo);
+                h = _mm256_add_ps(h, b_hi);
+            }
+            store_f32x8(&mut out[j][..8], l);
+            store_f32x8(&mut out[j][8..], h);
         }
     }
-    for q in 0..N {
-        store_f32x8(&mut out[q][..8], lo[q]);
-        store_f32x8(&mut out[q][8..], hi[q]);
-    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_u8(queries: &[QueryI8<'_>], block: &[u8], out: &mut [[i32; BLOCK]]) {
-    for_batch_size!(queries.len(), block_u8_n, queries, block, out)
+fn block_u8(
+    queries: &[QueryI8<'_>],
+    blocks: &[u8],
+    epilogue: Epilogue<'_>,
+    out: &mut [[f32; BLOCK]],
+) {
+    for_batch_size!(
+        queries.len(),
+        block_u8_blocks,
+        queries,
+        blocks,
+        epilogue,
+        out
+    )
 }
 
 /// Without VNNI: undo the +128 offset (xor 0x80 turns the stored byte into the
@@ -197,30 +270,58 @@ fn block_u8(queries: &[QueryI8<'_>], block: &[u8], out: &mut [[i32; BLOCK]]) {
 /// unsigned first operand, as `maddubs` wants. No i16 pair can saturate
 /// because both sides are within -127..=127 (2 · 127² < 2¹⁵).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_u8_n<const N: usize>(queries: &[QueryI8<'_>], block: &[u8], out: &mut [[i32; BLOCK]]) {
+fn block_u8_blocks<const N: usize, const P: usize>(
+    queries: &[QueryI8<'_>],
+    blocks: &[u8],
+    epilogue: Epilogue<'_>,
+    out: &mut [[f32; BLOCK]],
+) {
     const GROUP_BYTES: usize = BLOCK * I8_GROUP;
-    let (groups, _) = block.as_chunks::<GROUP_BYTES>();
+    let dims = queries[0].values.len();
+    let q: [&[[i8; I8_GROUP]]; N] = std::array::from_fn(|j| queries[j].values.as_chunks().0);
     let flip = _mm256_set1_epi8(i8::MIN);
     let ones = _mm256_set1_epi16(1);
-    let mut lo = [_mm256_setzero_si256(); N];
-    let mut hi = [_mm256_setzero_si256(); N];
-    for (g, items) in groups.iter().enumerate() {
-        let x_lo = _mm256_xor_si256(load_u8x32(&items[..32]), flip);
-        let x_hi = _mm256_xor_si256(load_u8x32(&items[32..]), flip);
-        for q in 0..N {
-            let v = &queries[q].values[g * I8_GROUP..g * I8_GROUP + I8_GROUP];
-            let w = _mm256_set1_epi32(i32::from_le_bytes([
-                v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8,
-            ]));
-            let w_abs = _mm256_abs_epi8(w);
-            let p_lo = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x_lo, w));
-            let p_hi = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x_hi, w));
-            lo[q] = _mm256_add_epi32(lo[q], _mm256_madd_epi16(p_lo, ones));
-            hi[q] = _mm256_add_epi32(hi[q], _mm256_madd_epi16(p_hi, ones));
+    let q_scales: [__m256; N] = std::array::from_fn(|j| _mm256_set1_ps(queries[j].scale));
+    for (b, (block, out)) in blocks
+        .chunks_exact(BLOCK * dims)
+        .zip(out.chunks_exact_mut(N))
+        .enumerate()
+    {
+        let (groups, _) = block.as_chunks::<GROUP_BYTES>();
+        let mut lo = [[_mm256_setzero_si256(); N]; P];
+        let mut hi = [[_mm256_setzero_si256(); N]; P];
+        for (g0, groups) in groups.chunks_exact(P).enumerate() {
+            for p in 0..P {
+                let x_lo = _mm256_xor_si256(load_u8x32(&groups[p][..32]), flip);
+                let x_hi = _mm256_xor_si256(load_u8x32(&groups[p][32..]), flip);
+                for j in 0..N {
+                    let w =
+                        _mm256_set1_epi32(i32::from_le_bytes(q[j][g0 * P + p].map(|b| b as u8)));
+                    let w_abs = _mm256_abs_epi8(w);
+                    let p_lo = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x_lo, w));
+                    let p_hi = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x_hi, w));
+                    lo[p][j] = _mm256_add_epi32(lo[p][j], _mm256_madd_epi16(p_lo, ones));
+                    hi[p][j] = _mm256_add_epi32(hi[p][j], _mm256_madd_epi16(p_hi, ones));
+                }
+            }
         }
-    }
-    for q in 0..N {
-        store_i32x8(&mut out[q][..8], lo[q]);
-        store_i32x8(&mut out[q][8..], hi[q]);
+        let (s_lo, s_hi) = load_f32x16_as_2x8(block_slice(epilogue.item_scales, b));
+        let bias = epilogue.bias.map(|v| load_f32x16_as_2x8(block_slice(v, b)));
+        for j in 0..N {
+            let (mut l, mut h) = (lo[0][j], hi[0][j]);
+            for p in 1..P {
+                l = _mm256_add_epi32(l, lo[p][j]);
+                h = _mm256_add_epi32(h, hi[p][j]);
+            }
+            // Same operations, same order as the scalar oracle: bit-exact.
+            let mut l = _mm256_mul_ps(_mm256_cvtepi32_ps(l), _mm256_mul_ps(q_scales[j], s_lo));
+            let mut h = _mm256_mul_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(q_scales[j], s_hi));
+            if let Some((b_lo, b_hi)) = bias {
+                l = _mm256_add_ps(l, b_lo);
+                h = _mm256_add_ps(h, b_hi);
+            }
+            store_f32x8(&mut out[j][..8], l);
+            store_f32x8(&mut out[j][8..], h);
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! the `load_*` helpers, each taking a reference to exactly the bytes it reads.
 #![allow(unsafe_code)]
 
-use super::{BLOCK, I8_GROUP, Isa, Kernels, QueryI8, avx2, scalar};
+use super::{BLOCK, Epilogue, I8_GROUP, Isa, Kernels, QueryI8, avx2, scalar};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -75,11 +75,11 @@ fn store_f32x16(out: &mut [f32; 16], v: __m512) {
     unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) }
 }
 
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn store_i32x16(out: &mut [i32; 16], v: __m512i) {
-    // SAFETY: `out` is 64 writable bytes; storeu has no alignment requirement.
-    unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), v) }
+/// The 16 per-item values of block `b`.
+fn block_slice(values: &[f32], b: usize) -> &[f32; BLOCK] {
+    values[b * BLOCK..(b + 1) * BLOCK]
+        .try_into()
+        .expect("whole block")
 }
 
 #[target_feature(enable = "avx512f")]
@@ -125,69 +125,156 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 }
 
 #[target_feature(enable = "avx512f")]
-fn block_f32(queries: &[&[f32]], block: &[f32], out: &mut [[f32; BLOCK]]) {
-    for_batch_size!(queries.len(), block_f32_n, queries, block, out)
+fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: &mut [[f32; BLOCK]]) {
+    for_batch_size!(queries.len(), block_f32_blocks, queries, blocks, bias, out)
 }
 
 #[target_feature(enable = "avx512f")]
-fn block_f32_n<const N: usize>(queries: &[&[f32]], block: &[f32], out: &mut [[f32; BLOCK]]) {
-    let (dims, _) = block.as_chunks::<BLOCK>();
-    let mut acc = [_mm512_setzero_ps(); N];
-    for (d, items) in dims.iter().enumerate() {
-        let x = load_f32x16(items);
-        for q in 0..N {
-            acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(queries[q][d]), x, acc[q]);
+fn block_f32_blocks<const N: usize, const P: usize>(
+    queries: &[&[f32]],
+    blocks: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [[f32; BLOCK]],
+) {
+    let dims = queries[0].len();
+    let q: [&[f32]; N] = std::array::from_fn(|j| &queries[j][..dims]);
+    for (b, (block, out)) in blocks
+        .chunks_exact(BLOCK * dims)
+        .zip(out.chunks_exact_mut(N))
+        .enumerate()
+    {
+        let (rows, _) = block.as_chunks::<BLOCK>();
+        let mut acc = [[_mm512_setzero_ps(); N]; P];
+        for (d0, rows) in rows.chunks_exact(P).enumerate() {
+            for p in 0..P {
+                let x = load_f32x16(&rows[p]);
+                for j in 0..N {
+                    acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[j][d0 * P + p]), x, acc[p][j]);
+                }
+            }
+        }
+        let bias = bias.map(|v| load_f32x16(block_slice(v, b)));
+        for j in 0..N {
+            let mut sum = acc[0][j];
+            for partial in &acc[1..] {
+                sum = _mm512_add_ps(sum, partial[j]);
+            }
+            if let Some(bias) = bias {
+                sum = _mm512_add_ps(sum, bias);
+            }
+            store_f32x16(&mut out[j], sum);
         }
     }
-    for q in 0..N {
-        store_f32x16(&mut out[q], acc[q]);
-    }
 }
 
 #[target_feature(enable = "avx512f")]
-fn block_f16(queries: &[&[f32]], block: &[f16], out: &mut [[f32; BLOCK]]) {
-    for_batch_size!(queries.len(), block_f16_n, queries, block, out)
+fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: &mut [[f32; BLOCK]]) {
+    for_batch_size!(queries.len(), block_f16_blocks, queries, blocks, bias, out)
 }
 
 #[target_feature(enable = "avx512f")]
-fn block_f16_n<const N: usize>(queries: &[&[f32]], block: &[f16], out: &mut [[f32; BLOCK]]) {
-    let (dims, _) = block.as_chunks::<BLOCK>();
-    let mut acc = [_mm512_setzero_ps(); N];
-    for (d, items) in dims.iter().enumerate() {
-        let x = load_f16x16(items);
-        for q in 0..N {
-            acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(queries[q][d]), x, acc[q]);
+fn block_f16_blocks<const N: usize, const P: usize>(
+    queries: &[&[f32]],
+    blocks: &[f16],
+    bias: Option<&[f32]>,
+    out: &mut [[f32; BLOCK]],
+) {
+    let dims = queries[0].len();
+    let q: [&[f32]; N] = std::array::from_fn(|j| &queries[j][..dims]);
+    for (b, (block, out)) in blocks
+        .chunks_exact(BLOCK * dims)
+        .zip(out.chunks_exact_mut(N))
+        .enumerate()
+    {
+        let (rows, _) = block.as_chunks::<BLOCK>();
+        let mut acc = [[_mm512_setzero_ps(); N]; P];
+        for (d0, rows) in rows.chunks_exact(P).enumerate() {
+            for p in 0..P {
+                let x = load_f16x16(&rows[p]);
+                for j in 0..N {
+                    acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[j][d0 * P + p]), x, acc[p][j]);
+                }
+            }
         }
-    }
-    for q in 0..N {
-        store_f32x16(&mut out[q], acc[q]);
+        let bias = bias.map(|v| load_f32x16(block_slice(v, b)));
+        for j in 0..N {
+            let mut sum = acc[0][j];
+            for partial in &acc[1..] {
+                sum = _mm512_add_ps(sum, partial[j]);
+            }
+            if let Some(bias) = bias {
+                sum = _mm512_add_ps(sum, bias);
+            }
+            store_f32x16(&mut out[j], sum);
+        }
     }
 }
 
 #[target_feature(enable = "avx512f,avx512vnni")]
-fn block_u8(queries: &[QueryI8<'_>], block: &[u8], out: &mut [[i32; BLOCK]]) {
-    for_batch_size!(queries.len(), block_u8_n, queries, block, out)
+fn block_u8(
+    queries: &[QueryI8<'_>],
+    blocks: &[u8],
+    epilogue: Epilogue<'_>,
+    out: &mut [[f32; BLOCK]],
+) {
+    for_batch_size!(
+        queries.len(),
+        block_u8_blocks,
+        queries,
+        blocks,
+        epilogue,
+        out
+    )
 }
 
-/// One `vpdpbusd` scores 4 dims of all 16 items of the block: it multiplies the
+/// One `vpdpbusd` scores 4 dims of all 16 items of a block: it multiplies the
 /// stored unsigned bytes (item + 128) with the broadcast signed query bytes and
 /// sums each group of 4 into the item's i32 lane. The +128 offset adds exactly
 /// 128·Σq to every lane, which is subtracted at the end.
 #[target_feature(enable = "avx512f,avx512vnni")]
-fn block_u8_n<const N: usize>(queries: &[QueryI8<'_>], block: &[u8], out: &mut [[i32; BLOCK]]) {
+fn block_u8_blocks<const N: usize, const P: usize>(
+    queries: &[QueryI8<'_>],
+    blocks: &[u8],
+    epilogue: Epilogue<'_>,
+    out: &mut [[f32; BLOCK]],
+) {
     const GROUP_BYTES: usize = BLOCK * I8_GROUP;
-    let (groups, _) = block.as_chunks::<GROUP_BYTES>();
-    let q4: [&[[i8; I8_GROUP]]; N] = std::array::from_fn(|q| queries[q].values.as_chunks().0);
-    let mut acc = [_mm512_setzero_si512(); N];
-    for (g, items) in groups.iter().enumerate() {
-        let x = load_u8x64(items);
-        for q in 0..N {
-            let w = _mm512_set1_epi32(i32::from_le_bytes(q4[q][g].map(|b| b as u8)));
-            acc[q] = _mm512_dpbusd_epi32(acc[q], x, w);
+    let dims = queries[0].values.len();
+    // Each query's 4-byte groups as i32, ready to broadcast.
+    let q: [&[[i8; I8_GROUP]]; N] = std::array::from_fn(|j| queries[j].values.as_chunks().0);
+    let offsets: [__m512i; N] = std::array::from_fn(|j| _mm512_set1_epi32(128 * queries[j].sum));
+    let q_scales: [__m512; N] = std::array::from_fn(|j| _mm512_set1_ps(queries[j].scale));
+    for (b, (block, out)) in blocks
+        .chunks_exact(BLOCK * dims)
+        .zip(out.chunks_exact_mut(N))
+        .enumerate()
+    {
+        let (groups, _) = block.as_chunks::<GROUP_BYTES>();
+        let mut acc = [[_mm512_setzero_si512(); N]; P];
+        for (g0, groups) in groups.chunks_exact(P).enumerate() {
+            for p in 0..P {
+                let x = load_u8x64(&groups[p]);
+                for j in 0..N {
+                    let w =
+                        _mm512_set1_epi32(i32::from_le_bytes(q[j][g0 * P + p].map(|b| b as u8)));
+                    acc[p][j] = _mm512_dpbusd_epi32(acc[p][j], x, w);
+                }
+            }
         }
-    }
-    for q in 0..N {
-        let offset = _mm512_set1_epi32(128 * queries[q].sum);
-        store_i32x16(&mut out[q], _mm512_sub_epi32(acc[q], offset));
+        let item_scales = load_f32x16(block_slice(epilogue.item_scales, b));
+        let bias = epilogue.bias.map(|v| load_f32x16(block_slice(v, b)));
+        for j in 0..N {
+            let mut sum = acc[0][j];
+            for partial in &acc[1..] {
+                sum = _mm512_add_epi32(sum, partial[j]);
+            }
+            let raw = _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, offsets[j]));
+            // Same operations, same order as the scalar oracle: bit-exact.
+            let mut score = _mm512_mul_ps(raw, _mm512_mul_ps(q_scales[j], item_scales));
+            if let Some(bias) = bias {
+                score = _mm512_add_ps(score, bias);
+            }
+            store_f32x16(&mut out[j], score);
+        }
     }
 }

@@ -24,20 +24,23 @@
 use half::f16;
 use std::sync::OnceLock;
 
-/// Calls `$kernel::<N>($args)` with `N` = the number of queries (1..=8), so
-/// each batch size gets its own fully unrolled instance with accumulators in
-/// registers. The caller has checked 1 <= n <= MAX_BATCH.
+/// Calls `$kernel::<N, P>($args)` with `N` = the number of queries (1..=8)
+/// and `P` = independent partial accumulators per query, so that each batch
+/// size gets its own fully unrolled instance with accumulators in registers.
+/// One accumulator per query would chain every multiply-add on the one before
+/// (4–5 cycles each); N·P ≥ 4 independent chains hide that latency. The caller
+/// has checked 1 <= n <= MAX_BATCH.
 macro_rules! for_batch_size {
     ($n:expr, $kernel:ident, $($arg:expr),*) => {
         match $n {
-            1 => $kernel::<1>($($arg),*),
-            2 => $kernel::<2>($($arg),*),
-            3 => $kernel::<3>($($arg),*),
-            4 => $kernel::<4>($($arg),*),
-            5 => $kernel::<5>($($arg),*),
-            6 => $kernel::<6>($($arg),*),
-            7 => $kernel::<7>($($arg),*),
-            _ => $kernel::<8>($($arg),*),
+            1 => $kernel::<1, 4>($($arg),*),
+            2 => $kernel::<2, 2>($($arg),*),
+            3 => $kernel::<3, 2>($($arg),*),
+            4 => $kernel::<4, 1>($($arg),*),
+            5 => $kernel::<5, 1>($($arg),*),
+            6 => $kernel::<6, 1>($($arg),*),
+            7 => $kernel::<7, 1>($($arg),*),
+            _ => $kernel::<8, 1>($($arg),*),
         }
     };
 }
@@ -65,13 +68,25 @@ pub struct QueryI8<'a> {
     pub values: &'a [i8],
     /// Sum of `values` (the VNNI kernel needs it to undo the +128 item offset).
     pub sum: i32,
+    /// Dequantisation scale of the query.
+    pub scale: f32,
 }
 
 impl<'a> QueryI8<'a> {
-    pub fn new(values: &'a [i8]) -> Self {
+    pub fn new(values: &'a [i8], scale: f32) -> Self {
         let sum = values.iter().map(|&v| i32::from(v)).sum();
-        Self { values, sum }
+        Self { values, sum, scale }
     }
+}
+
+/// Per-item numbers the block kernels fold into each score, for the blocks of
+/// one call (one value per item slot, whole blocks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// int8 only: each item's dequantisation scale.
+    pub item_scales: &'a [f32],
+    /// Added to each item's score, if present.
+    pub bias: Option<&'a [f32]>,
 }
 
 /// Which instruction set a kernel family uses.
@@ -97,9 +112,9 @@ impl Isa {
 type DotF32 = unsafe fn(&[f32], &[f32]) -> f32;
 type DotF16 = unsafe fn(&[f32], &[f16]) -> f32;
 type DotI8 = unsafe fn(&[i8], &[i8]) -> i32;
-type BlockF32 = unsafe fn(&[&[f32]], &[f32], &mut [[f32; BLOCK]]);
-type BlockF16 = unsafe fn(&[&[f32]], &[f16], &mut [[f32; BLOCK]]);
-type BlockU8 = unsafe fn(&[QueryI8<'_>], &[u8], &mut [[i32; BLOCK]]);
+type BlockF32 = unsafe fn(&[&[f32]], &[f32], Option<&[f32]>, &mut [[f32; BLOCK]]);
+type BlockF16 = unsafe fn(&[&[f32]], &[f16], Option<&[f32]>, &mut [[f32; BLOCK]]);
+type BlockU8 = unsafe fn(&[QueryI8<'_>], &[u8], Epilogue<'_>, &mut [[f32; BLOCK]]);
 
 /// A table of kernels for one CPU.
 ///
@@ -192,57 +207,110 @@ impl Kernels {
         unsafe { (self.dot_i8)(a, b) }
     }
 
-    /// Scores one f32 block (`BLOCK × dims`, interleaved) against each query:
-    /// `out[q][lane] = Σ_d queries[q][d] · block[d·BLOCK + lane]`.
+    /// Scores a run of f32 blocks (each `BLOCK × dims`, interleaved) against
+    /// each query: for block `b`, `out[b·n + q][lane] = Σ_d queries[q][d] ·
+    /// block_b[d·BLOCK + lane] + bias[b·BLOCK + lane]` where `n =
+    /// queries.len()` (no bias: + 0). Many blocks per call keep dispatch cost
+    /// off the per-item budget.
     #[allow(unsafe_code)]
-    pub fn block_f32(&self, queries: &[&[f32]], block: &[f32], out: &mut [[f32; BLOCK]]) {
-        check_block_args(queries.iter().map(|q| q.len()), block.len(), out.len());
+    pub fn block_f32(
+        &self,
+        queries: &[&[f32]],
+        blocks: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [[f32; BLOCK]],
+    ) {
+        let slots = check_block_args(queries.iter().map(|q| q.len()), blocks.len(), out.len());
+        check_item_values(bias, slots);
         // SAFETY: the table holds this pointer only if the CPU has its features;
         // lengths were checked above.
-        unsafe { (self.block_f32)(queries, block, out) }
+        unsafe { (self.block_f32)(queries, blocks, bias, out) }
     }
 
-    /// As [`Self::block_f32`] with the block in half precision.
+    /// As [`Self::block_f32`] with the blocks in half precision.
     #[allow(unsafe_code)]
-    pub fn block_f16(&self, queries: &[&[f32]], block: &[f16], out: &mut [[f32; BLOCK]]) {
-        check_block_args(queries.iter().map(|q| q.len()), block.len(), out.len());
+    pub fn block_f16(
+        &self,
+        queries: &[&[f32]],
+        blocks: &[f16],
+        bias: Option<&[f32]>,
+        out: &mut [[f32; BLOCK]],
+    ) {
+        let slots = check_block_args(queries.iter().map(|q| q.len()), blocks.len(), out.len());
+        check_item_values(bias, slots);
         // SAFETY: the table holds this pointer only if the CPU has its features;
         // lengths were checked above.
-        unsafe { (self.block_f16)(queries, block, out) }
+        unsafe { (self.block_f16)(queries, blocks, bias, out) }
     }
 
-    /// Scores one int8 block against int8 queries, exactly:
-    /// `out[q][lane] = Σ_d queries[q].values[d] · (item[lane][d] as i32 − 128)`,
-    /// where items are stored offset by +128 (`u8`) in groups of
-    /// [`I8_GROUP`] dims: `item[lane][d] = block[(d/4)·64 + lane·4 + d%4]`.
+    /// Scores a run of int8 blocks against int8 queries. The integer dot
+    /// product `raw = Σ_d queries[q].values[d] · (item[lane][d] − 128)` is
+    /// exact; items are stored offset by +128 (`u8`, values 1..=255) in groups
+    /// of [`I8_GROUP`] dims: `item[lane][d] = block_b[(d/4)·64 + lane·4 +
+    /// d%4]`. The score is then, in this order of IEEE operations (identical in
+    /// every implementation, so results are bit-exact):
+    /// `out[b·n + q][lane] = raw as f32 · (query.scale · item_scale) + bias`.
     #[allow(unsafe_code)]
-    pub fn block_u8(&self, queries: &[QueryI8<'_>], block: &[u8], out: &mut [[i32; BLOCK]]) {
-        check_block_args(
+    pub fn block_u8(
+        &self,
+        queries: &[QueryI8<'_>],
+        blocks: &[u8],
+        epilogue: Epilogue<'_>,
+        out: &mut [[f32; BLOCK]],
+    ) {
+        let slots = check_block_args(
             queries.iter().map(|q| q.values.len()),
-            block.len(),
+            blocks.len(),
             out.len(),
         );
+        check_item_values(Some(epilogue.item_scales), slots);
+        check_item_values(epilogue.bias, slots);
         // SAFETY: the table holds this pointer only if the CPU has its features;
         // lengths were checked above.
-        unsafe { (self.block_u8)(queries, block, out) }
+        unsafe { (self.block_u8)(queries, blocks, epilogue, out) }
     }
 }
 
 /// Shared argument check of the block kernels: 1..=MAX_BATCH queries of one
-/// length that is a multiple of `DIM_ALIGN`, a block of `BLOCK × len` elements,
-/// one output row per query.
-fn check_block_args(query_lens: impl Iterator<Item = usize>, block_len: usize, out_len: usize) {
+/// length that is a non-zero multiple of `DIM_ALIGN`, whole blocks of
+/// `BLOCK × len` elements, one output row per block and query.
+/// Returns the number of item slots (blocks × BLOCK).
+fn check_block_args(
+    query_lens: impl Iterator<Item = usize>,
+    blocks_len: usize,
+    out_len: usize,
+) -> usize {
     let mut n_queries = 0;
+    let mut dims = 0;
     for len in query_lens {
         n_queries += 1;
-        assert!(len % DIM_ALIGN == 0, "block kernel: dims {len} not padded");
-        assert_eq!(block_len, len * BLOCK, "block kernel: block length");
+        assert!(
+            len > 0 && len % DIM_ALIGN == 0,
+            "block kernel: dims {len} not padded"
+        );
+        assert!(
+            dims == 0 || dims == len,
+            "block kernel: queries differ in length"
+        );
+        dims = len;
     }
     assert!(
         (1..=MAX_BATCH).contains(&n_queries),
         "block kernel: batch size"
     );
-    assert_eq!(out_len, n_queries, "block kernel: one output row per query");
+    assert_eq!(blocks_len % (dims * BLOCK), 0, "block kernel: whole blocks");
+    assert_eq!(
+        out_len,
+        blocks_len / (dims * BLOCK) * n_queries,
+        "block kernel: one output row per block and query"
+    );
+    blocks_len / dims
+}
+
+fn check_item_values(values: Option<&[f32]>, slots: usize) {
+    if let Some(v) = values {
+        assert_eq!(v.len(), slots, "block kernel: one scale/bias per item slot");
+    }
 }
 
 #[cfg(test)]

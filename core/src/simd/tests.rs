@@ -75,25 +75,29 @@ proptest! {
     fn block_f32_matches_scalar(
         groups in 1usize..6,
         n_queries in 1usize..=MAX_BATCH,
-        seed in prop::collection::vec(finite_f32(), 16 * 5 * 16 + 8 * 5 * 16),
+        n_blocks in 1usize..4,
+        with_bias in any::<bool>(),
+        seed in prop::collection::vec(finite_f32(), 3 * 16 * 5 * 16 + 8 * 5 * 16),
     ) {
         let dims = groups * DIM_ALIGN;
-        let block: Vec<f32> = seed[..dims * BLOCK].to_vec();
-        let qdata = &seed[dims * BLOCK..];
+        let block: Vec<f32> = seed[..n_blocks * dims * BLOCK].to_vec();
+        let qdata = &seed[3 * 16 * 5 * 16..];
         let queries: Vec<&[f32]> = (0..n_queries).map(|q| &qdata[q * dims..(q + 1) * dims]).collect();
         // Float error bound of a reordered sum: a few ulps of Σ|q·x| per lane.
-        let magnitude = |q: &[f32], lane: usize| -> f32 {
-            q.iter().enumerate().map(|(d, w)| (w * block[d * BLOCK + lane]).abs()).sum()
+        let magnitude = |q: &[f32], b: usize, lane: usize| -> f32 {
+            q.iter().enumerate().map(|(d, w)| (w * block[b * dims * BLOCK + d * BLOCK + lane]).abs()).sum::<f32>() + 16.0
         };
-        let mut expected = vec![[0.0f32; BLOCK]; n_queries];
-        Kernels::scalar().block_f32(&queries, &block, &mut expected);
+        let mut expected = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
+        let bias: Vec<f32> = (0..n_blocks * BLOCK).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let bias = with_bias.then_some(bias.as_slice());
+        Kernels::scalar().block_f32(&queries, &block, bias, &mut expected);
         for t in tables() {
-            let mut got = vec![[0.0f32; BLOCK]; n_queries];
-            t.block_f32(&queries, &block, &mut got);
-            for (q, (g_row, e_row)) in got.iter().zip(&expected).enumerate() {
+            let mut got = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
+            t.block_f32(&queries, &block, bias, &mut got);
+            for (row, (g_row, e_row)) in got.iter().zip(&expected).enumerate() {
                 for lane in 0..BLOCK {
                     let (g, e) = (g_row[lane], e_row[lane]);
-                    let m = magnitude(queries[q], lane);
+                    let m = magnitude(queries[row % n_queries], row / n_queries, lane);
                     prop_assert!(close(g, e, m), "{}: {g} vs {e}", t.describe());
                 }
             }
@@ -104,17 +108,21 @@ proptest! {
     fn block_f16_matches_scalar(
         groups in 1usize..6,
         n_queries in 1usize..=MAX_BATCH,
-        items in prop::collection::vec(-1000.0f32..1000.0, 16 * 5 * 16),
+        n_blocks in 1usize..4,
+        with_bias in any::<bool>(),
+        items in prop::collection::vec(-1000.0f32..1000.0, 3 * 16 * 5 * 16),
         qdata in prop::collection::vec(-10.0f32..10.0, 8 * 5 * 16),
     ) {
         let dims = groups * DIM_ALIGN;
-        let block: Vec<f16> = items[..dims * BLOCK].iter().map(|&x| f16::from_f32(x)).collect();
+        let block: Vec<f16> = items[..n_blocks * dims * BLOCK].iter().map(|&x| f16::from_f32(x)).collect();
         let queries: Vec<&[f32]> = (0..n_queries).map(|q| &qdata[q * dims..(q + 1) * dims]).collect();
-        let mut expected = vec![[0.0f32; BLOCK]; n_queries];
-        Kernels::scalar().block_f16(&queries, &block, &mut expected);
+        let mut expected = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
+        let bias: Vec<f32> = (0..n_blocks * BLOCK).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let bias = with_bias.then_some(bias.as_slice());
+        Kernels::scalar().block_f16(&queries, &block, bias, &mut expected);
         for t in tables() {
-            let mut got = vec![[0.0f32; BLOCK]; n_queries];
-            t.block_f16(&queries, &block, &mut got);
+            let mut got = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
+            t.block_f16(&queries, &block, bias, &mut got);
             for (g, e) in got.iter().flatten().zip(expected.iter().flatten()) {
                 prop_assert!(close(*g, *e, 1e4 * dims as f32), "{}: {g} vs {e}", t.describe());
             }
@@ -125,19 +133,27 @@ proptest! {
     fn block_u8_is_exact(
         groups in 1usize..6,
         n_queries in 1usize..=MAX_BATCH,
-        block in prop::collection::vec(item_u8(), 16 * 5 * 16),
+        n_blocks in 1usize..4,
+        block in prop::collection::vec(item_u8(), 3 * 16 * 5 * 16),
         qdata in prop::collection::vec(query_i8(), 8 * 5 * 16),
+        scales in prop::collection::vec(0.0f32..0.1, 3 * 16),
+        q_scale in 0.0f32..0.1,
+        with_bias in any::<bool>(),
     ) {
         let dims = groups * DIM_ALIGN;
-        let block = &block[..dims * BLOCK];
+        let block = &block[..n_blocks * dims * BLOCK];
         let queries: Vec<QueryI8<'_>> =
-            (0..n_queries).map(|q| QueryI8::new(&qdata[q * dims..(q + 1) * dims])).collect();
-        let mut expected = vec![[0i32; BLOCK]; n_queries];
-        Kernels::scalar().block_u8(&queries, block, &mut expected);
+            (0..n_queries).map(|q| QueryI8::new(&qdata[q * dims..(q + 1) * dims], q_scale * (q + 1) as f32)).collect();
+        let bias: Vec<f32> = (0..n_blocks * BLOCK).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let epilogue = Epilogue { item_scales: &scales[..n_blocks * BLOCK], bias: with_bias.then_some(bias.as_slice()) };
+        let mut expected = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
+        Kernels::scalar().block_u8(&queries, block, epilogue, &mut expected);
         for t in tables() {
-            let mut got = vec![[0i32; BLOCK]; n_queries];
-            t.block_u8(&queries, block, &mut got);
-            prop_assert_eq!(&got, &expected, "{}", t.describe());
+            let mut got = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
+            t.block_u8(&queries, block, epilogue, &mut got);
+            // Bit-exact: integer dot products, then the same IEEE operations.
+            let bits = |v: &[[f32; BLOCK]]| -> Vec<u32> { v.iter().flatten().map(|x| x.to_bits()).collect() };
+            prop_assert_eq!(bits(&got), bits(&expected), "{}", t.describe());
         }
     }
 }
@@ -147,13 +163,18 @@ fn block_u8_extremes_do_not_saturate() {
     // Every product at its largest magnitude: the AVX2 maddubs path would
     // saturate here if the ±127 bounds were not respected.
     let dims = 64;
+    let ones = [1.0f32; BLOCK];
     for (q_val, item_val) in [(127i8, 255u8), (-127, 1), (127, 1), (-127, 255)] {
         let q = vec![q_val; dims];
         let block = vec![item_val; dims * BLOCK];
-        let expected = i32::from(q_val) * (i32::from(item_val) - 128) * dims as i32;
+        let expected = (i32::from(q_val) * (i32::from(item_val) - 128) * dims as i32) as f32;
         for t in tables() {
-            let mut out = [[0i32; BLOCK]];
-            t.block_u8(&[QueryI8::new(&q)], &block, &mut out);
+            let mut out = [[0.0f32; BLOCK]];
+            let epilogue = Epilogue {
+                item_scales: &ones,
+                bias: None,
+            };
+            t.block_u8(&[QueryI8::new(&q, 1.0)], &block, epilogue, &mut out);
             assert!(
                 out[0].iter().all(|&s| s == expected),
                 "{}: {:?}",

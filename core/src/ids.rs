@@ -139,11 +139,23 @@ pub fn parse_id_table(
             ));
         }
     }
+    // UTF-8: the whole blob once, then every id boundary on a character
+    // boundary, which makes every id valid UTF-8 on its own.
     let blob = &file[layout.blob.clone()];
-    for i in 0..count as usize {
-        if std::str::from_utf8(&blob[offsets[i] as usize..offsets[i + 1] as usize]).is_err() {
-            return Err(cur.error_abs(layout.blob.start, format!("id #{i} is not valid UTF-8")));
-        }
+    let text = std::str::from_utf8(blob).map_err(|e| {
+        cur.error_abs(
+            layout.blob.start + e.valid_up_to(),
+            "id bytes are not valid UTF-8",
+        )
+    })?;
+    if let Some(i) = offsets
+        .iter()
+        .position(|&o| !text.is_char_boundary(o as usize))
+    {
+        return Err(cur.error_abs(
+            offsets_at + 8 * i,
+            format!("id #{i} does not start on a UTF-8 character boundary"),
+        ));
     }
     let slots: &[u32] = cast(file, layout.slots.clone());
     let mut used = 0u64;
@@ -163,16 +175,60 @@ pub fn parse_id_table(
         ));
     }
     let table = IdTable::new(file, &layout);
-    for i in 0..count as usize {
-        if table.index_of(table.id(i)) != Some(i as u32) {
-            return Err(cur.error_abs(
-                slots_at,
-                format!("id #{i} {:?} is not found at its own index", table.id(i)),
-            ));
-        }
+    if let Some((i, problem)) = verify_lookups(&table) {
+        return Err(cur.error_abs(slots_at, format!("id #{i} {:?} {problem}", table.id(i))));
     }
     cur.finish()?;
     Ok(layout)
+}
+
+/// Checks that every id is found at its own index, i.e. the table has no
+/// duplicate and no unreachable id. Returns the first failing id.
+///
+/// Two passes so the memory-bound part runs with many lookups in flight:
+/// hash every id (sequential reads), then probe (usually one slot read that
+/// holds `index + 1`, no string comparison). Split across two threads.
+fn verify_lookups(table: &IdTable<'_>) -> Option<(usize, &'static str)> {
+    let n = table.len();
+    let mask = table.slots.len() - 1;
+    let check = |range: std::ops::Range<usize>| -> Option<(usize, &'static str)> {
+        let homes: Vec<u32> = range
+            .clone()
+            .map(|i| (fnv1a64(table.id(i).as_bytes()) as usize & mask) as u32)
+            .collect();
+        for (i, home) in range.zip(homes) {
+            let mut slot = home as usize;
+            let mut probes = 0;
+            loop {
+                let v = table.slots[slot] as usize;
+                if v == i + 1 {
+                    break;
+                }
+                if v == 0 || probes == mask {
+                    return Some((i, "is not found at its own index"));
+                }
+                if table.id(v - 1) == table.id(i) {
+                    return Some((i, "appears twice"));
+                }
+                slot = (slot + 1) & mask;
+                probes += 1;
+            }
+        }
+        None
+    };
+    if n < 100_000 {
+        return check(0..n);
+    }
+    let mid = n / 2;
+    std::thread::scope(|s| {
+        let second = s.spawn(|| check(mid..n));
+        let first = check(0..mid);
+        first.or_else(|| {
+            second
+                .join()
+                .unwrap_or(Some((mid, "could not be verified")))
+        })
+    })
 }
 
 /// A zero-copy view of one id table.

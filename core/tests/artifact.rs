@@ -317,7 +317,7 @@ fn broken_csr_and_ids_are_rejected() {
             let n = s.len() - blob_len;
             s[n + 21] = b'S';
         },
-        "not found at its own index",
+        "appears twice",
     );
 }
 

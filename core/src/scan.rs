@@ -20,7 +20,7 @@
 //! bits between a batched and a single scan; rankings only differ on near-ties.
 
 use crate::matrix::{Matrix, MatrixData, quantize_row};
-use crate::simd::{BLOCK, Epilogue, Kernels, MAX_BATCH, QueryI8, kernels};
+use crate::simd::{BLOCK, BlockOutput, Epilogue, Kernels, MAX_BATCH, QueryI8, kernels};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -191,14 +191,32 @@ impl<'a> ItemScanner<'a> {
         mut accept: impl FnMut(usize, u32) -> bool,
     ) -> Vec<Vec<ScoredItem>> {
         let mut results = Vec::with_capacity(queries.len());
+        let mut buffer = Scores::new(CHUNK_BLOCKS, MAX_BATCH.min(queries.len()));
         for (c, chunk) in queries.chunks(MAX_BATCH).enumerate() {
+            let refs = QueryRefs::new(chunk);
+            let n = chunk.len();
             let mut tops: Vec<TopK> = chunk.iter().map(|_| TopK::new(k)).collect();
-            let first = c * MAX_BATCH;
-            self.scan_blocks(chunk, |j, block, scores| {
-                collect(block, scores, self.items.rows, &mut tops[j], |item| {
-                    accept(first + j, item)
-                });
-            });
+            let blocks = self.items.blocks();
+            for first in (0..blocks).step_by(CHUNK_BLOCKS) {
+                let count = CHUNK_BLOCKS.min(blocks - first);
+                // A threshold from the start of the chunk is a valid lower
+                // bound for all of it: thresholds only rise.
+                let thresholds: Vec<f32> = tops.iter().map(TopK::threshold).collect();
+                self.score_blocks(&refs, first, count, &thresholds, &mut buffer);
+                for (r, &mask) in buffer.masks[..count * n].iter().enumerate() {
+                    if mask != 0 {
+                        let (b, j) = (first + r / n, r % n);
+                        collect(
+                            b,
+                            mask,
+                            &buffer.rows[r],
+                            self.items.rows,
+                            &mut tops[j],
+                            |item| accept(c * MAX_BATCH + j, item),
+                        );
+                    }
+                }
+            }
             for (top, q) in tops.into_iter().zip(chunk) {
                 let mut items = top.into_sorted();
                 items.iter_mut().for_each(|s| s.score += q.offset);
@@ -212,60 +230,46 @@ impl<'a> ItemScanner<'a> {
     pub fn score(&self, query: &PreparedQuery, item: u32) -> f32 {
         let item = item as usize;
         assert!(item < self.items.rows, "item index out of range");
-        let mut scores = Scores::new(1, 1);
-        self.score_blocks(
-            &QueryRefs::new(std::slice::from_ref(query)),
-            item / BLOCK,
-            1,
-            &mut scores,
-        );
-        scores.rows[0][item % BLOCK] + query.offset
+        let mut buffer = Scores::new(1, 1);
+        let refs = QueryRefs::new(std::slice::from_ref(query));
+        self.score_blocks(&refs, item / BLOCK, 1, &[f32::INFINITY], &mut buffer);
+        buffer.rows[0][item % BLOCK] + query.offset
     }
 
-    /// Calls `sink(query_index, block, scores)` for every block, where
-    /// `scores` exclude the per-query offset. The kernel runs on chunks of
-    /// [`CHUNK_BLOCKS`] blocks so its call cost is spread over many items.
-    fn scan_blocks(
+    /// Scores blocks `first..first + count` into `buffer.rows[b·n + q]`
+    /// (item scale and bias applied inside the kernel) and marks the lanes
+    /// above each query's threshold in `buffer.masks`.
+    fn score_blocks(
         &self,
-        queries: &[PreparedQuery],
-        mut sink: impl FnMut(usize, usize, &[f32; BLOCK]),
+        refs: &QueryRefs<'_>,
+        first: usize,
+        count: usize,
+        thresholds: &[f32],
+        buffer: &mut Scores,
     ) {
-        let refs = QueryRefs::new(queries);
-        let n = queries.len();
-        let blocks = self.items.blocks();
-        let mut scores = Scores::new(CHUNK_BLOCKS, n);
-        for first in (0..blocks).step_by(CHUNK_BLOCKS) {
-            let count = CHUNK_BLOCKS.min(blocks - first);
-            self.score_blocks(&refs, first, count, &mut scores);
-            for (b, rows) in scores.rows[..count * n].chunks_exact(n).enumerate() {
-                for (j, row) in rows.iter().enumerate() {
-                    sink(j, first + b, row);
-                }
-            }
-        }
-    }
-
-    /// Scores blocks `first..first + count` into `scores.rows[b·n + q]`
-    /// (item scale and bias applied inside the kernel).
-    fn score_blocks(&self, refs: &QueryRefs<'_>, first: usize, count: usize, scores: &mut Scores) {
         let len = BLOCK * self.items.padded_dims;
         let range = first * len..(first + count) * len;
         let slots = first * BLOCK..(first + count) * BLOCK;
         let bias = self.bias.map(|b| &b[slots.clone()]);
-        let rows = &mut scores.rows[..count * refs.len()];
+        let rows = count * refs.len();
+        let out = BlockOutput {
+            thresholds,
+            scores: &mut buffer.rows[..rows],
+            masks: &mut buffer.masks[..rows],
+        };
         match (self.items.data, refs) {
             (MatrixData::F32(v), QueryRefs::Float(q)) => {
-                self.kernels.block_f32(q, &v[range], bias, rows)
+                self.kernels.block_f32(q, &v[range], bias, out)
             }
             (MatrixData::F16(v), QueryRefs::Float(q)) => {
-                self.kernels.block_f16(q, &v[range], bias, rows)
+                self.kernels.block_f16(q, &v[range], bias, out)
             }
             (MatrixData::Int8 { values, scales }, QueryRefs::Int8(q)) => {
                 let epilogue = Epilogue {
                     item_scales: &scales[slots],
                     bias,
                 };
-                self.kernels.block_u8(q, &values[range], epilogue, rows);
+                self.kernels.block_u8(q, &values[range], epilogue, out);
             }
             _ => unreachable!("queries are prepared for this scanner's element type"),
         }
@@ -304,47 +308,38 @@ impl<'q> QueryRefs<'q> {
     }
 }
 
-/// Per-chunk score buffer.
+/// Per-chunk score buffer: scores and above-threshold masks.
 struct Scores {
     rows: Vec<[f32; BLOCK]>,
+    masks: Vec<u16>,
 }
 
 impl Scores {
     fn new(blocks: usize, queries: usize) -> Self {
         Self {
             rows: vec![[0.0; BLOCK]; blocks * queries],
+            masks: vec![0; blocks * queries],
         }
     }
 }
 
-/// Offers one block's scores to a top-K: a quick check that any lane beats
-/// the threshold (the common case at scale is "none does"), then per lane.
+/// Offers the lanes of one block that the kernel marked as above the
+/// chunk's threshold to a top-K, rechecking each against the current one.
 #[inline]
 fn collect(
     block: usize,
+    mut mask: u16,
     scores: &[f32; BLOCK],
     n_items: usize,
     top: &mut TopK,
     mut accept: impl FnMut(u32) -> bool,
 ) {
-    let threshold = top.threshold();
-    // Branch-free over all lanes so it compiles to a few vector compares.
-    let mut any = false;
-    for &s in scores {
-        any |= s > threshold;
-    }
-    if !any {
-        return;
-    }
-    let first = block * BLOCK;
-    for (lane, &score) in scores
-        .iter()
-        .enumerate()
-        .take(n_items.saturating_sub(first))
-    {
-        let item = (first + lane) as u32;
-        if score > top.threshold() && accept(item) {
-            top.push(item, score);
+    while mask != 0 {
+        let lane = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let item = block * BLOCK + lane;
+        if item < n_items && scores[lane] > top.threshold() && accept(item as u32) {
+            top.push(item as u32, scores[lane]);
         }
     }
 }

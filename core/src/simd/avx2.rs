@@ -9,7 +9,7 @@
 //! so every load is in bounds by construction.
 #![allow(unsafe_code)]
 
-use super::{BLOCK, Epilogue, I8_GROUP, Isa, Kernels, QueryI8, scalar};
+use super::{BLOCK, BlockOutput, Epilogue, I8_GROUP, Isa, Kernels, QueryI8, scalar};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -74,6 +74,15 @@ fn load_f32x16_as_2x8(v: &[f32; BLOCK]) -> (__m256, __m256) {
         load_f32x8(lo.try_into().expect("8")),
         load_f32x8(hi.try_into().expect("8")),
     )
+}
+
+/// Bit `lane` set iff lane `lane` of (lo, hi) is above `t`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn above(lo: __m256, hi: __m256, t: __m256) -> u16 {
+    let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(lo, t)) as u16;
+    let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(hi, t)) as u16;
+    lo | (hi << 8)
 }
 
 /// The 16 per-item values of block `b`.
@@ -145,7 +154,7 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: &mut [[f32; BLOCK]]) {
+fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: BlockOutput<'_>) {
     for_batch_size!(queries.len(), block_f32_blocks, queries, blocks, bias, out)
 }
 
@@ -156,25 +165,32 @@ fn block_f32_blocks<const N: usize, const P: usize>(
     queries: &[&[f32]],
     blocks: &[f32],
     bias: Option<&[f32]>,
-    out: &mut [[f32; BLOCK]],
+    out: BlockOutput<'_>,
 ) {
     let dims = queries[0].len();
-    let q: [&[f32]; N] = std::array::from_fn(|j| &queries[j][..dims]);
-    for (b, (block, out)) in blocks
+    // Query values interleaved per dimension: one array, no bounds checks
+    // or spilled slice pointers in the inner loop.
+    let packed = super::pack_float_queries::<N>(queries);
+    let thresholds: [__m256; N] = std::array::from_fn(|j| _mm256_set1_ps(out.thresholds[j]));
+    for (b, (block, (out, masks))) in blocks
         .chunks_exact(BLOCK * dims)
-        .zip(out.chunks_exact_mut(N))
+        .zip(
+            out.scores
+                .chunks_exact_mut(N)
+                .zip(out.masks.chunks_exact_mut(N)),
+        )
         .enumerate()
     {
         let (rows, _) = block.as_chunks::<BLOCK>();
         let mut lo = [[_mm256_setzero_ps(); N]; P];
         let mut hi = [[_mm256_setzero_ps(); N]; P];
-        for (d0, rows) in rows.chunks_exact(P).enumerate() {
+        for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
             for p in 0..P {
                 let (x_lo, x_hi) = rows[p].split_at(8);
                 let x_lo = load_f32x8(x_lo.try_into().expect("8"));
                 let x_hi = load_f32x8(x_hi.try_into().expect("8"));
                 for j in 0..N {
-                    let w = _mm256_set1_ps(q[j][d0 * P + p]);
+                    let w = _mm256_set1_ps(w[p][j]);
                     lo[p][j] = _mm256_fmadd_ps(w, x_lo, lo[p][j]);
                     hi[p][j] = _mm256_fmadd_ps(w, x_hi, hi[p][j]);
                 }
@@ -193,12 +209,13 @@ fn block_f32_blocks<const N: usize, const P: usize>(
             }
             store_f32x8(&mut out[j][..8], l);
             store_f32x8(&mut out[j][8..], h);
+            masks[j] = above(l, h, thresholds[j]);
         }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: &mut [[f32; BLOCK]]) {
+fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: BlockOutput<'_>) {
     for_batch_size!(queries.len(), block_f16_blocks, queries, blocks, bias, out)
 }
 
@@ -207,25 +224,32 @@ fn block_f16_blocks<const N: usize, const P: usize>(
     queries: &[&[f32]],
     blocks: &[f16],
     bias: Option<&[f32]>,
-    out: &mut [[f32; BLOCK]],
+    out: BlockOutput<'_>,
 ) {
     let dims = queries[0].len();
-    let q: [&[f32]; N] = std::array::from_fn(|j| &queries[j][..dims]);
-    for (b, (block, out)) in blocks
+    // Query values interleaved per dimension: one array, no bounds checks
+    // or spilled slice pointers in the inner loop.
+    let packed = super::pack_float_queries::<N>(queries);
+    let thresholds: [__m256; N] = std::array::from_fn(|j| _mm256_set1_ps(out.thresholds[j]));
+    for (b, (block, (out, masks))) in blocks
         .chunks_exact(BLOCK * dims)
-        .zip(out.chunks_exact_mut(N))
+        .zip(
+            out.scores
+                .chunks_exact_mut(N)
+                .zip(out.masks.chunks_exact_mut(N)),
+        )
         .enumerate()
     {
         let (rows, _) = block.as_chunks::<BLOCK>();
         let mut lo = [[_mm256_setzero_ps(); N]; P];
         let mut hi = [[_mm256_setzero_ps(); N]; P];
-        for (d0, rows) in rows.chunks_exact(P).enumerate() {
+        for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
             for p in 0..P {
                 let (x_lo, x_hi) = rows[p].split_at(8);
                 let x_lo = load_f16x8(x_lo.try_into().expect("8"));
                 let x_hi = load_f16x8(x_hi.try_into().expect("8"));
                 for j in 0..N {
-                    let w = _mm256_set1_ps(q[j][d0 * P + p]);
+                    let w = _mm256_set1_ps(w[p][j]);
                     lo[p][j] = _mm256_fmadd_ps(w, x_lo, lo[p][j]);
                     hi[p][j] = _mm256_fmadd_ps(w, x_hi, hi[p][j]);
                 }
@@ -244,17 +268,13 @@ fn block_f16_blocks<const N: usize, const P: usize>(
             }
             store_f32x8(&mut out[j][..8], l);
             store_f32x8(&mut out[j][8..], h);
+            masks[j] = above(l, h, thresholds[j]);
         }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_u8(
-    queries: &[QueryI8<'_>],
-    blocks: &[u8],
-    epilogue: Epilogue<'_>,
-    out: &mut [[f32; BLOCK]],
-) {
+fn block_u8(queries: &[QueryI8<'_>], blocks: &[u8], epilogue: Epilogue<'_>, out: BlockOutput<'_>) {
     for_batch_size!(
         queries.len(),
         block_u8_blocks,
@@ -274,29 +294,36 @@ fn block_u8_blocks<const N: usize, const P: usize>(
     queries: &[QueryI8<'_>],
     blocks: &[u8],
     epilogue: Epilogue<'_>,
-    out: &mut [[f32; BLOCK]],
+    out: BlockOutput<'_>,
 ) {
     const GROUP_BYTES: usize = BLOCK * I8_GROUP;
     let dims = queries[0].values.len();
-    let q: [&[[i8; I8_GROUP]]; N] = std::array::from_fn(|j| queries[j].values.as_chunks().0);
+    // Query bytes interleaved per 4-dim group, as the i32 each broadcast
+    // wants: one array, no bounds checks in the inner loop.
+    let packed = super::pack_int8_queries::<N>(queries);
     let flip = _mm256_set1_epi8(i8::MIN);
     let ones = _mm256_set1_epi16(1);
     let q_scales: [__m256; N] = std::array::from_fn(|j| _mm256_set1_ps(queries[j].scale));
-    for (b, (block, out)) in blocks
+    let thresholds: [__m256; N] = std::array::from_fn(|j| _mm256_set1_ps(out.thresholds[j]));
+    for (b, (block, (out, masks))) in blocks
         .chunks_exact(BLOCK * dims)
-        .zip(out.chunks_exact_mut(N))
+        .zip(
+            out.scores
+                .chunks_exact_mut(N)
+                .zip(out.masks.chunks_exact_mut(N)),
+        )
         .enumerate()
     {
         let (groups, _) = block.as_chunks::<GROUP_BYTES>();
         let mut lo = [[_mm256_setzero_si256(); N]; P];
         let mut hi = [[_mm256_setzero_si256(); N]; P];
-        for (g0, groups) in groups.chunks_exact(P).enumerate() {
+        for (groups, w) in groups.chunks_exact(P).zip(packed.chunks_exact(P)) {
             for p in 0..P {
+                _mm_prefetch::<_MM_HINT_T0>(groups[p].as_ptr().wrapping_add(2048).cast::<i8>());
                 let x_lo = _mm256_xor_si256(load_u8x32(&groups[p][..32]), flip);
                 let x_hi = _mm256_xor_si256(load_u8x32(&groups[p][32..]), flip);
                 for j in 0..N {
-                    let w =
-                        _mm256_set1_epi32(i32::from_le_bytes(q[j][g0 * P + p].map(|b| b as u8)));
+                    let w = _mm256_set1_epi32(w[p][j]);
                     let w_abs = _mm256_abs_epi8(w);
                     let p_lo = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x_lo, w));
                     let p_hi = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x_hi, w));
@@ -322,6 +349,7 @@ fn block_u8_blocks<const N: usize, const P: usize>(
             }
             store_f32x8(&mut out[j][..8], l);
             store_f32x8(&mut out[j][8..], h);
+            masks[j] = above(l, h, thresholds[j]);
         }
     }
 }

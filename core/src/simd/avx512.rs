@@ -9,7 +9,7 @@
 //! the `load_*` helpers, each taking a reference to exactly the bytes it reads.
 #![allow(unsafe_code)]
 
-use super::{BLOCK, Epilogue, I8_GROUP, Isa, Kernels, QueryI8, avx2, scalar};
+use super::{BLOCK, BlockOutput, Epilogue, I8_GROUP, Isa, Kernels, QueryI8, avx2, scalar};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -75,6 +75,17 @@ fn store_f32x16(out: &mut [f32; 16], v: __m512) {
     unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) }
 }
 
+/// Asks for the cache line two blocks (of 64-dim int8, 2 KiB) ahead of
+/// `line`. With several queries per pass the kernel spends long enough on each
+/// line that the hardware prefetcher alone falls behind.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn prefetch_ahead(line: &[u8; 64]) {
+    // A prefetch is only a hint (never faults, whatever the address), so the
+    // intrinsic is safe; wrapping_add keeps the pointer arithmetic defined.
+    _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().wrapping_add(2048).cast::<i8>());
+}
+
 /// The 16 per-item values of block `b`.
 fn block_slice(values: &[f32], b: usize) -> &[f32; BLOCK] {
     values[b * BLOCK..(b + 1) * BLOCK]
@@ -125,7 +136,7 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 }
 
 #[target_feature(enable = "avx512f")]
-fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: &mut [[f32; BLOCK]]) {
+fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: BlockOutput<'_>) {
     for_batch_size!(queries.len(), block_f32_blocks, queries, blocks, bias, out)
 }
 
@@ -134,22 +145,29 @@ fn block_f32_blocks<const N: usize, const P: usize>(
     queries: &[&[f32]],
     blocks: &[f32],
     bias: Option<&[f32]>,
-    out: &mut [[f32; BLOCK]],
+    out: BlockOutput<'_>,
 ) {
     let dims = queries[0].len();
-    let q: [&[f32]; N] = std::array::from_fn(|j| &queries[j][..dims]);
-    for (b, (block, out)) in blocks
+    // Query values interleaved per dimension: one array, no bounds checks
+    // or spilled slice pointers in the inner loop.
+    let packed = super::pack_float_queries::<N>(queries);
+    let thresholds: [__m512; N] = std::array::from_fn(|j| _mm512_set1_ps(out.thresholds[j]));
+    for (b, (block, (out, masks))) in blocks
         .chunks_exact(BLOCK * dims)
-        .zip(out.chunks_exact_mut(N))
+        .zip(
+            out.scores
+                .chunks_exact_mut(N)
+                .zip(out.masks.chunks_exact_mut(N)),
+        )
         .enumerate()
     {
         let (rows, _) = block.as_chunks::<BLOCK>();
         let mut acc = [[_mm512_setzero_ps(); N]; P];
-        for (d0, rows) in rows.chunks_exact(P).enumerate() {
+        for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
             for p in 0..P {
                 let x = load_f32x16(&rows[p]);
                 for j in 0..N {
-                    acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[j][d0 * P + p]), x, acc[p][j]);
+                    acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(w[p][j]), x, acc[p][j]);
                 }
             }
         }
@@ -163,12 +181,13 @@ fn block_f32_blocks<const N: usize, const P: usize>(
                 sum = _mm512_add_ps(sum, bias);
             }
             store_f32x16(&mut out[j], sum);
+            masks[j] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(sum, thresholds[j]);
         }
     }
 }
 
 #[target_feature(enable = "avx512f")]
-fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: &mut [[f32; BLOCK]]) {
+fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: BlockOutput<'_>) {
     for_batch_size!(queries.len(), block_f16_blocks, queries, blocks, bias, out)
 }
 
@@ -177,22 +196,29 @@ fn block_f16_blocks<const N: usize, const P: usize>(
     queries: &[&[f32]],
     blocks: &[f16],
     bias: Option<&[f32]>,
-    out: &mut [[f32; BLOCK]],
+    out: BlockOutput<'_>,
 ) {
     let dims = queries[0].len();
-    let q: [&[f32]; N] = std::array::from_fn(|j| &queries[j][..dims]);
-    for (b, (block, out)) in blocks
+    // Query values interleaved per dimension: one array, no bounds checks
+    // or spilled slice pointers in the inner loop.
+    let packed = super::pack_float_queries::<N>(queries);
+    let thresholds: [__m512; N] = std::array::from_fn(|j| _mm512_set1_ps(out.thresholds[j]));
+    for (b, (block, (out, masks))) in blocks
         .chunks_exact(BLOCK * dims)
-        .zip(out.chunks_exact_mut(N))
+        .zip(
+            out.scores
+                .chunks_exact_mut(N)
+                .zip(out.masks.chunks_exact_mut(N)),
+        )
         .enumerate()
     {
         let (rows, _) = block.as_chunks::<BLOCK>();
         let mut acc = [[_mm512_setzero_ps(); N]; P];
-        for (d0, rows) in rows.chunks_exact(P).enumerate() {
+        for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
             for p in 0..P {
                 let x = load_f16x16(&rows[p]);
                 for j in 0..N {
-                    acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[j][d0 * P + p]), x, acc[p][j]);
+                    acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(w[p][j]), x, acc[p][j]);
                 }
             }
         }
@@ -206,17 +232,13 @@ fn block_f16_blocks<const N: usize, const P: usize>(
                 sum = _mm512_add_ps(sum, bias);
             }
             store_f32x16(&mut out[j], sum);
+            masks[j] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(sum, thresholds[j]);
         }
     }
 }
 
 #[target_feature(enable = "avx512f,avx512vnni")]
-fn block_u8(
-    queries: &[QueryI8<'_>],
-    blocks: &[u8],
-    epilogue: Epilogue<'_>,
-    out: &mut [[f32; BLOCK]],
-) {
+fn block_u8(queries: &[QueryI8<'_>], blocks: &[u8], epilogue: Epilogue<'_>, out: BlockOutput<'_>) {
     for_batch_size!(
         queries.len(),
         block_u8_blocks,
@@ -236,27 +258,34 @@ fn block_u8_blocks<const N: usize, const P: usize>(
     queries: &[QueryI8<'_>],
     blocks: &[u8],
     epilogue: Epilogue<'_>,
-    out: &mut [[f32; BLOCK]],
+    out: BlockOutput<'_>,
 ) {
     const GROUP_BYTES: usize = BLOCK * I8_GROUP;
     let dims = queries[0].values.len();
     // Each query's 4-byte groups as i32, ready to broadcast.
-    let q: [&[[i8; I8_GROUP]]; N] = std::array::from_fn(|j| queries[j].values.as_chunks().0);
+    // Query bytes interleaved per 4-dim group, as the i32 each broadcast
+    // wants: one array, no bounds checks in the inner loop.
+    let packed = super::pack_int8_queries::<N>(queries);
     let offsets: [__m512i; N] = std::array::from_fn(|j| _mm512_set1_epi32(128 * queries[j].sum));
     let q_scales: [__m512; N] = std::array::from_fn(|j| _mm512_set1_ps(queries[j].scale));
-    for (b, (block, out)) in blocks
+    let thresholds: [__m512; N] = std::array::from_fn(|j| _mm512_set1_ps(out.thresholds[j]));
+    for (b, (block, (out, masks))) in blocks
         .chunks_exact(BLOCK * dims)
-        .zip(out.chunks_exact_mut(N))
+        .zip(
+            out.scores
+                .chunks_exact_mut(N)
+                .zip(out.masks.chunks_exact_mut(N)),
+        )
         .enumerate()
     {
         let (groups, _) = block.as_chunks::<GROUP_BYTES>();
         let mut acc = [[_mm512_setzero_si512(); N]; P];
-        for (g0, groups) in groups.chunks_exact(P).enumerate() {
+        for (groups, w) in groups.chunks_exact(P).zip(packed.chunks_exact(P)) {
             for p in 0..P {
                 let x = load_u8x64(&groups[p]);
+                prefetch_ahead(&groups[p]);
                 for j in 0..N {
-                    let w =
-                        _mm512_set1_epi32(i32::from_le_bytes(q[j][g0 * P + p].map(|b| b as u8)));
+                    let w = _mm512_set1_epi32(w[p][j]);
                     acc[p][j] = _mm512_dpbusd_epi32(acc[p][j], x, w);
                 }
             }
@@ -275,6 +304,7 @@ fn block_u8_blocks<const N: usize, const P: usize>(
                 score = _mm512_add_ps(score, bias);
             }
             store_f32x16(&mut out[j], score);
+            masks[j] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(score, thresholds[j]);
         }
     }
 }

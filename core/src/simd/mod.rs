@@ -45,6 +45,28 @@ macro_rules! for_batch_size {
     };
 }
 
+/// Float queries interleaved per dimension: `packed[d][j] = queries[j][d]`.
+#[cfg(target_arch = "x86_64")]
+fn pack_float_queries<const N: usize>(queries: &[&[f32]]) -> Vec<[f32; N]> {
+    (0..queries[0].len())
+        .map(|d| std::array::from_fn(|j| queries[j][d]))
+        .collect()
+}
+
+/// int8 queries interleaved per group of [`I8_GROUP`] dims, each group's
+/// four bytes as one little-endian i32 (what a 32-bit broadcast takes).
+#[cfg(target_arch = "x86_64")]
+fn pack_int8_queries<const N: usize>(queries: &[QueryI8<'_>]) -> Vec<[i32; N]> {
+    (0..queries[0].values.len() / I8_GROUP)
+        .map(|g| {
+            std::array::from_fn(|j| {
+                let v = &queries[j].values[g * I8_GROUP..(g + 1) * I8_GROUP];
+                i32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8])
+            })
+        })
+        .collect()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -77,6 +99,16 @@ impl<'a> QueryI8<'a> {
         let sum = values.iter().map(|&v| i32::from(v)).sum();
         Self { values, sum, scale }
     }
+}
+
+/// Where block kernels write: each block's scores per query, and per block
+/// and query a bit mask of the lanes whose score is above that query's
+/// threshold (bit `lane` set ⇔ `score > thresholds[q]`).
+#[derive(Debug)]
+pub struct BlockOutput<'a> {
+    pub thresholds: &'a [f32],
+    pub scores: &'a mut [[f32; BLOCK]],
+    pub masks: &'a mut [u16],
 }
 
 /// Per-item numbers the block kernels fold into each score, for the blocks of
@@ -112,9 +144,9 @@ impl Isa {
 type DotF32 = unsafe fn(&[f32], &[f32]) -> f32;
 type DotF16 = unsafe fn(&[f32], &[f16]) -> f32;
 type DotI8 = unsafe fn(&[i8], &[i8]) -> i32;
-type BlockF32 = unsafe fn(&[&[f32]], &[f32], Option<&[f32]>, &mut [[f32; BLOCK]]);
-type BlockF16 = unsafe fn(&[&[f32]], &[f16], Option<&[f32]>, &mut [[f32; BLOCK]]);
-type BlockU8 = unsafe fn(&[QueryI8<'_>], &[u8], Epilogue<'_>, &mut [[f32; BLOCK]]);
+type BlockF32 = unsafe fn(&[&[f32]], &[f32], Option<&[f32]>, BlockOutput<'_>);
+type BlockF16 = unsafe fn(&[&[f32]], &[f16], Option<&[f32]>, BlockOutput<'_>);
+type BlockU8 = unsafe fn(&[QueryI8<'_>], &[u8], Epilogue<'_>, BlockOutput<'_>);
 
 /// A table of kernels for one CPU.
 ///
@@ -208,19 +240,22 @@ impl Kernels {
     }
 
     /// Scores a run of f32 blocks (each `BLOCK × dims`, interleaved) against
-    /// each query: for block `b`, `out[b·n + q][lane] = Σ_d queries[q][d] ·
-    /// block_b[d·BLOCK + lane] + bias[b·BLOCK + lane]` where `n =
-    /// queries.len()` (no bias: + 0). Many blocks per call keep dispatch cost
-    /// off the per-item budget.
+    /// each query: for block `b`, `out.scores[b·n + q][lane] = Σ_d
+    /// queries[q][d] · block_b[d·BLOCK + lane] + bias[b·BLOCK + lane]` where
+    /// `n = queries.len()` (no bias: + 0), and bit `lane` of
+    /// `out.masks[b·n + q]` is set iff that score is above
+    /// `out.thresholds[q]`. Many blocks per call keep dispatch cost off the
+    /// per-item budget; the masks let the caller skip blocks with nothing
+    /// worth a look.
     #[allow(unsafe_code)]
     pub fn block_f32(
         &self,
         queries: &[&[f32]],
         blocks: &[f32],
         bias: Option<&[f32]>,
-        out: &mut [[f32; BLOCK]],
+        out: BlockOutput<'_>,
     ) {
-        let slots = check_block_args(queries.iter().map(|q| q.len()), blocks.len(), out.len());
+        let slots = check_block_args(queries.iter().map(|q| q.len()), blocks.len(), &out);
         check_item_values(bias, slots);
         // SAFETY: the table holds this pointer only if the CPU has its features;
         // lengths were checked above.
@@ -234,9 +269,9 @@ impl Kernels {
         queries: &[&[f32]],
         blocks: &[f16],
         bias: Option<&[f32]>,
-        out: &mut [[f32; BLOCK]],
+        out: BlockOutput<'_>,
     ) {
-        let slots = check_block_args(queries.iter().map(|q| q.len()), blocks.len(), out.len());
+        let slots = check_block_args(queries.iter().map(|q| q.len()), blocks.len(), &out);
         check_item_values(bias, slots);
         // SAFETY: the table holds this pointer only if the CPU has its features;
         // lengths were checked above.
@@ -249,20 +284,17 @@ impl Kernels {
     /// of [`I8_GROUP`] dims: `item[lane][d] = block_b[(d/4)·64 + lane·4 +
     /// d%4]`. The score is then, in this order of IEEE operations (identical in
     /// every implementation, so results are bit-exact):
-    /// `out[b·n + q][lane] = raw as f32 · (query.scale · item_scale) + bias`.
+    /// `raw as f32 · (query.scale · item_scale) + bias`. Output and masks as
+    /// in [`Self::block_f32`].
     #[allow(unsafe_code)]
     pub fn block_u8(
         &self,
         queries: &[QueryI8<'_>],
         blocks: &[u8],
         epilogue: Epilogue<'_>,
-        out: &mut [[f32; BLOCK]],
+        out: BlockOutput<'_>,
     ) {
-        let slots = check_block_args(
-            queries.iter().map(|q| q.values.len()),
-            blocks.len(),
-            out.len(),
-        );
+        let slots = check_block_args(queries.iter().map(|q| q.values.len()), blocks.len(), &out);
         check_item_values(Some(epilogue.item_scales), slots);
         check_item_values(epilogue.bias, slots);
         // SAFETY: the table holds this pointer only if the CPU has its features;
@@ -273,12 +305,12 @@ impl Kernels {
 
 /// Shared argument check of the block kernels: 1..=MAX_BATCH queries of one
 /// length that is a non-zero multiple of `DIM_ALIGN`, whole blocks of
-/// `BLOCK × len` elements, one output row per block and query.
-/// Returns the number of item slots (blocks × BLOCK).
+/// `BLOCK × len` elements, one score row and mask per block and query, one
+/// threshold per query. Returns the number of item slots (blocks × BLOCK).
 fn check_block_args(
     query_lens: impl Iterator<Item = usize>,
     blocks_len: usize,
-    out_len: usize,
+    out: &BlockOutput<'_>,
 ) -> usize {
     let mut n_queries = 0;
     let mut dims = 0;
@@ -299,10 +331,21 @@ fn check_block_args(
         "block kernel: batch size"
     );
     assert_eq!(blocks_len % (dims * BLOCK), 0, "block kernel: whole blocks");
+    let rows = blocks_len / (dims * BLOCK) * n_queries;
     assert_eq!(
-        out_len,
-        blocks_len / (dims * BLOCK) * n_queries,
-        "block kernel: one output row per block and query"
+        out.scores.len(),
+        rows,
+        "block kernel: one score row per block and query"
+    );
+    assert_eq!(
+        out.masks.len(),
+        rows,
+        "block kernel: one mask per block and query"
+    );
+    assert_eq!(
+        out.thresholds.len(),
+        n_queries,
+        "block kernel: one threshold per query"
     );
     blocks_len / dims
 }

@@ -1,8 +1,7 @@
 //! Scalar kernels: the oracle every SIMD kernel is tested against, and the
 //! fallback on CPUs without a SIMD path. Written for clarity, not speed.
-//!
 
-use super::{BLOCK, Epilogue, I8_GROUP, QueryI8};
+use super::{BLOCK, BlockOutput, Epilogue, I8_GROUP, QueryI8};
 use half::f16;
 
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -20,105 +19,84 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         .sum()
 }
 
-pub fn block_f32(
-    queries: &[&[f32]],
-    blocks: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [[f32; BLOCK]],
-) {
-    let block_len = BLOCK * queries[0].len();
-    for (b, (block, out)) in blocks
-        .chunks_exact(block_len)
-        .zip(out.chunks_exact_mut(queries.len()))
-        .enumerate()
-    {
-        block_f32_one(queries, block, out);
-        add_bias(bias, b, out);
-    }
-}
-
-fn add_bias(bias: Option<&[f32]>, block: usize, out: &mut [[f32; BLOCK]]) {
-    if let Some(bias) = bias {
-        for row in out {
-            for (s, b) in row.iter_mut().zip(&bias[block * BLOCK..]) {
-                *s += b;
-            }
-        }
-    }
-}
-
-fn block_f32_one(queries: &[&[f32]], block: &[f32], out: &mut [[f32; BLOCK]]) {
-    for (query, row) in queries.iter().zip(out.iter_mut()) {
-        for (lane, score) in row.iter_mut().enumerate() {
-            *score = query
-                .iter()
-                .enumerate()
-                .map(|(d, q)| q * block[d * BLOCK + lane])
-                .sum();
-        }
-    }
-}
-
-pub fn block_f16(
-    queries: &[&[f32]],
-    blocks: &[f16],
-    bias: Option<&[f32]>,
-    out: &mut [[f32; BLOCK]],
-) {
-    let block_len = BLOCK * queries[0].len();
-    for (b, (block, out)) in blocks
-        .chunks_exact(block_len)
-        .zip(out.chunks_exact_mut(queries.len()))
-        .enumerate()
-    {
-        block_f16_one(queries, block, out);
-        add_bias(bias, b, out);
-    }
-}
-
-fn block_f16_one(queries: &[&[f32]], block: &[f16], out: &mut [[f32; BLOCK]]) {
-    for (query, row) in queries.iter().zip(out.iter_mut()) {
-        for (lane, score) in row.iter_mut().enumerate() {
-            *score = query
-                .iter()
-                .enumerate()
-                .map(|(d, q)| q * block[d * BLOCK + lane].to_f32())
-                .sum();
-        }
-    }
-}
-
 /// Position of (lane, dim) inside an int8 block.
 pub fn u8_block_index(lane: usize, dim: usize) -> usize {
     (dim / I8_GROUP) * BLOCK * I8_GROUP + lane * I8_GROUP + dim % I8_GROUP
+}
+
+/// Shared shape of the float block kernels: `item(block, d, lane)` reads one
+/// stored value as f32.
+fn block_float(
+    queries: &[&[f32]],
+    n_blocks: usize,
+    item: impl Fn(usize, usize, usize) -> f32,
+    bias: Option<&[f32]>,
+    out: BlockOutput<'_>,
+) {
+    let n = queries.len();
+    for b in 0..n_blocks {
+        for (q, query) in queries.iter().enumerate() {
+            for lane in 0..BLOCK {
+                let dot: f32 = query
+                    .iter()
+                    .enumerate()
+                    .map(|(d, w)| w * item(b, d, lane))
+                    .sum();
+                out.scores[b * n + q][lane] = dot + bias.map_or(0.0, |v| v[b * BLOCK + lane]);
+            }
+        }
+    }
+    fill_masks(out.thresholds, out.scores, out.masks);
+}
+
+pub fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: BlockOutput<'_>) {
+    let block_len = BLOCK * queries[0].len();
+    let item = |b: usize, d: usize, lane: usize| blocks[b * block_len + d * BLOCK + lane];
+    block_float(queries, blocks.len() / block_len, item, bias, out);
+}
+
+pub fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: BlockOutput<'_>) {
+    let block_len = BLOCK * queries[0].len();
+    let item = |b: usize, d: usize, lane: usize| blocks[b * block_len + d * BLOCK + lane].to_f32();
+    block_float(queries, blocks.len() / block_len, item, bias, out);
 }
 
 pub fn block_u8(
     queries: &[QueryI8<'_>],
     blocks: &[u8],
     epilogue: Epilogue<'_>,
-    out: &mut [[f32; BLOCK]],
+    out: BlockOutput<'_>,
 ) {
+    let n = queries.len();
     let block_len = BLOCK * queries[0].values.len();
-    for (b, (block, out)) in blocks
-        .chunks_exact(block_len)
-        .zip(out.chunks_exact_mut(queries.len()))
-        .enumerate()
-    {
-        for (query, row) in queries.iter().zip(out.iter_mut()) {
-            for (lane, score) in row.iter_mut().enumerate() {
+    for (b, block) in blocks.chunks_exact(block_len).enumerate() {
+        for (q, query) in queries.iter().enumerate() {
+            for lane in 0..BLOCK {
                 let raw: i32 = query
                     .values
                     .iter()
                     .enumerate()
-                    .map(|(d, &q)| i32::from(q) * (i32::from(block[u8_block_index(lane, d)]) - 128))
+                    .map(|(d, &w)| i32::from(w) * (i32::from(block[u8_block_index(lane, d)]) - 128))
                     .sum();
                 let slot = b * BLOCK + lane;
-                *score = raw as f32 * (query.scale * epilogue.item_scales[slot]);
+                let mut score = raw as f32 * (query.scale * epilogue.item_scales[slot]);
                 if let Some(bias) = epilogue.bias {
-                    *score += bias[slot];
+                    score += bias[slot];
                 }
+                out.scores[b * n + q][lane] = score;
             }
         }
+    }
+    fill_masks(out.thresholds, out.scores, out.masks);
+}
+
+/// Bit `lane` of `masks[r]` is set iff `scores[r][lane] > thresholds[r % n]`.
+pub fn fill_masks(thresholds: &[f32], scores: &[[f32; BLOCK]], masks: &mut [u16]) {
+    for (r, (row, mask)) in scores.iter().zip(masks.iter_mut()).enumerate() {
+        let t = thresholds[r % thresholds.len()];
+        *mask = row
+            .iter()
+            .enumerate()
+            .fold(0, |m, (lane, &s)| m | (u16::from(s > t) << lane));
     }
 }

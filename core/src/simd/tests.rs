@@ -78,22 +78,21 @@ proptest! {
         n_blocks in 1usize..4,
         with_bias in any::<bool>(),
         seed in prop::collection::vec(finite_f32(), 3 * 16 * 5 * 16 + 8 * 5 * 16),
+        thresholds in prop::collection::vec(-50.0f32..50.0, MAX_BATCH),
     ) {
         let dims = groups * DIM_ALIGN;
         let block: Vec<f32> = seed[..n_blocks * dims * BLOCK].to_vec();
         let qdata = &seed[3 * 16 * 5 * 16..];
         let queries: Vec<&[f32]> = (0..n_queries).map(|q| &qdata[q * dims..(q + 1) * dims]).collect();
+        let bias = test_bias(n_blocks, with_bias);
         // Float error bound of a reordered sum: a few ulps of Σ|q·x| per lane.
         let magnitude = |q: &[f32], b: usize, lane: usize| -> f32 {
             q.iter().enumerate().map(|(d, w)| (w * block[b * dims * BLOCK + d * BLOCK + lane]).abs()).sum::<f32>() + 16.0
         };
-        let mut expected = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
-        let bias: Vec<f32> = (0..n_blocks * BLOCK).map(|i| i as f32 * 0.25 - 3.0).collect();
-        let bias = with_bias.then_some(bias.as_slice());
-        Kernels::scalar().block_f32(&queries, &block, bias, &mut expected);
+        let run = |t: &Kernels| run_block(n_blocks * n_queries, &thresholds[..n_queries], |out| t.block_f32(&queries, &block, bias.as_deref(), out));
+        let (expected, _) = run(&Kernels::scalar());
         for t in tables() {
-            let mut got = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
-            t.block_f32(&queries, &block, bias, &mut got);
+            let (got, masks) = run(&t);
             for (row, (g_row, e_row)) in got.iter().zip(&expected).enumerate() {
                 for lane in 0..BLOCK {
                     let (g, e) = (g_row[lane], e_row[lane]);
@@ -101,6 +100,8 @@ proptest! {
                     prop_assert!(close(g, e, m), "{}: {g} vs {e}", t.describe());
                 }
             }
+            // Masks are consistent with this kernel's own scores.
+            prop_assert_eq!(masks, masks_of(&got, &thresholds[..n_queries]), "{}", t.describe());
         }
     }
 
@@ -112,20 +113,20 @@ proptest! {
         with_bias in any::<bool>(),
         items in prop::collection::vec(-1000.0f32..1000.0, 3 * 16 * 5 * 16),
         qdata in prop::collection::vec(-10.0f32..10.0, 8 * 5 * 16),
+        thresholds in prop::collection::vec(-500.0f32..500.0, MAX_BATCH),
     ) {
         let dims = groups * DIM_ALIGN;
         let block: Vec<f16> = items[..n_blocks * dims * BLOCK].iter().map(|&x| f16::from_f32(x)).collect();
         let queries: Vec<&[f32]> = (0..n_queries).map(|q| &qdata[q * dims..(q + 1) * dims]).collect();
-        let mut expected = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
-        let bias: Vec<f32> = (0..n_blocks * BLOCK).map(|i| i as f32 * 0.25 - 3.0).collect();
-        let bias = with_bias.then_some(bias.as_slice());
-        Kernels::scalar().block_f16(&queries, &block, bias, &mut expected);
+        let bias = test_bias(n_blocks, with_bias);
+        let run = |t: &Kernels| run_block(n_blocks * n_queries, &thresholds[..n_queries], |out| t.block_f16(&queries, &block, bias.as_deref(), out));
+        let (expected, _) = run(&Kernels::scalar());
         for t in tables() {
-            let mut got = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
-            t.block_f16(&queries, &block, bias, &mut got);
+            let (got, masks) = run(&t);
             for (g, e) in got.iter().flatten().zip(expected.iter().flatten()) {
                 prop_assert!(close(*g, *e, 1e4 * dims as f32), "{}: {g} vs {e}", t.describe());
             }
+            prop_assert_eq!(masks, masks_of(&got, &thresholds[..n_queries]), "{}", t.describe());
         }
     }
 
@@ -139,23 +140,54 @@ proptest! {
         scales in prop::collection::vec(0.0f32..0.1, 3 * 16),
         q_scale in 0.0f32..0.1,
         with_bias in any::<bool>(),
+        thresholds in prop::collection::vec(-5.0f32..5.0, MAX_BATCH),
     ) {
         let dims = groups * DIM_ALIGN;
         let block = &block[..n_blocks * dims * BLOCK];
         let queries: Vec<QueryI8<'_>> =
             (0..n_queries).map(|q| QueryI8::new(&qdata[q * dims..(q + 1) * dims], q_scale * (q + 1) as f32)).collect();
-        let bias: Vec<f32> = (0..n_blocks * BLOCK).map(|i| i as f32 * 0.25 - 3.0).collect();
-        let epilogue = Epilogue { item_scales: &scales[..n_blocks * BLOCK], bias: with_bias.then_some(bias.as_slice()) };
-        let mut expected = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
-        Kernels::scalar().block_u8(&queries, block, epilogue, &mut expected);
+        let bias = test_bias(n_blocks, with_bias);
+        let epilogue = Epilogue { item_scales: &scales[..n_blocks * BLOCK], bias: bias.as_deref() };
+        let run = |t: &Kernels| run_block(n_blocks * n_queries, &thresholds[..n_queries], |out| t.block_u8(&queries, block, epilogue, out));
+        let expected = run(&Kernels::scalar());
         for t in tables() {
-            let mut got = vec![[0.0f32; BLOCK]; n_blocks * n_queries];
-            t.block_u8(&queries, block, epilogue, &mut got);
             // Bit-exact: integer dot products, then the same IEEE operations.
+            let (got, masks) = run(&t);
             let bits = |v: &[[f32; BLOCK]]| -> Vec<u32> { v.iter().flatten().map(|x| x.to_bits()).collect() };
-            prop_assert_eq!(bits(&got), bits(&expected), "{}", t.describe());
+            prop_assert_eq!(bits(&got), bits(&expected.0), "{}", t.describe());
+            prop_assert_eq!(&masks, &expected.1, "{}", t.describe());
         }
     }
+}
+
+fn test_bias(n_blocks: usize, with_bias: bool) -> Option<Vec<f32>> {
+    with_bias.then(|| {
+        (0..n_blocks * BLOCK)
+            .map(|i| i as f32 * 0.25 - 3.0)
+            .collect()
+    })
+}
+
+/// Runs a block kernel into fresh buffers; returns (scores, masks).
+fn run_block(
+    rows: usize,
+    thresholds: &[f32],
+    kernel: impl FnOnce(BlockOutput<'_>),
+) -> (Vec<[f32; BLOCK]>, Vec<u16>) {
+    let mut scores = vec![[0.0f32; BLOCK]; rows];
+    let mut masks = vec![0u16; rows];
+    kernel(BlockOutput {
+        thresholds,
+        scores: &mut scores,
+        masks: &mut masks,
+    });
+    (scores, masks)
+}
+
+fn masks_of(scores: &[[f32; BLOCK]], thresholds: &[f32]) -> Vec<u16> {
+    let mut masks = vec![0u16; scores.len()];
+    scalar::fill_masks(thresholds, scores, &mut masks);
+    masks
 }
 
 #[test]
@@ -169,18 +201,20 @@ fn block_u8_extremes_do_not_saturate() {
         let block = vec![item_val; dims * BLOCK];
         let expected = (i32::from(q_val) * (i32::from(item_val) - 128) * dims as i32) as f32;
         for t in tables() {
-            let mut out = [[0.0f32; BLOCK]];
             let epilogue = Epilogue {
                 item_scales: &ones,
                 bias: None,
             };
-            t.block_u8(&[QueryI8::new(&q, 1.0)], &block, epilogue, &mut out);
+            let (scores, masks) = run_block(1, &[0.0], |out| {
+                t.block_u8(&[QueryI8::new(&q, 1.0)], &block, epilogue, out)
+            });
             assert!(
-                out[0].iter().all(|&s| s == expected),
+                scores[0].iter().all(|&s| s == expected),
                 "{}: {:?}",
                 t.describe(),
-                out[0]
+                scores[0]
             );
+            assert_eq!(masks[0], if expected > 0.0 { 0xffff } else { 0 });
         }
     }
 }

@@ -128,7 +128,7 @@ pub fn parse_id_table(
         ));
     }
     for (i, w) in offsets.windows(2).enumerate() {
-        let len = w[1].checked_sub(w[0]).unwrap_or(0) as usize;
+        let len = w[1].saturating_sub(w[0]) as usize;
         if w[1] <= w[0] || len > MAX_ID_LEN {
             return Err(cur.error_abs(
                 offsets_at + 8 * i,

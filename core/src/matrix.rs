@@ -166,8 +166,8 @@ fn encode(
             values[i]
         ));
     }
-    if dtype == ElementType::F16 {
-        if let Some(i) = values.iter().position(|v| !f16::from_f32(*v).is_finite()) {
+    if dtype == ElementType::F16
+        && let Some(i) = values.iter().position(|v| !f16::from_f32(*v).is_finite()) {
             return invalid(format!(
                 "factor value {} at row {}, dim {} overflows f16",
                 values[i],
@@ -175,7 +175,6 @@ fn encode(
                 i % dims
             ));
         }
-    }
     let padded = padded_dims(dims);
     let slots = match layout {
         Layout::Rows => rows,
@@ -304,9 +303,7 @@ pub fn parse_matrix(
     } else {
         rows
     };
-    let elements = (slots as u64)
-        .checked_mul(padded as u64)
-        .unwrap_or(u64::MAX);
+    let elements = (slots as u64).saturating_mul(padded as u64);
     let data = match dtype {
         ElementType::F32 => cur.array::<f32>(elements, "factor values")?,
         ElementType::F16 => cur.array::<f16>(elements, "factor values")?,

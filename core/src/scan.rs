@@ -82,11 +82,10 @@ impl TopK {
         let candidate = Kept(ScoredItem { item, score });
         if self.heap.len() < self.k {
             self.heap.push(candidate);
-        } else if let Some(mut worst) = self.heap.peek_mut() {
-            if candidate < *worst {
+        } else if let Some(mut worst) = self.heap.peek_mut()
+            && candidate < *worst {
                 *worst = candidate;
             }
-        }
     }
 
     /// Best first.

@@ -223,7 +223,7 @@ fn checksum_mismatch_names_the_section() {
 /// Corrupts a section's contents (keeping checksums valid) and expects the
 /// semantic validator to name the section.
 fn expect_section_error(
-    bytes: &mut Vec<u8>,
+    bytes: &mut [u8],
     kind: SectionKind,
     patch: impl FnOnce(&mut [u8]),
     expect: &str,

@@ -65,9 +65,10 @@ impl CsrParts {
             }
         }
         if let Some(w) = &self.weights
-            && (w.len() != self.indices.len() || w.iter().any(|x| !x.is_finite())) {
-                return invalid("CSR weights must be finite, one per entry".into());
-            }
+            && (w.len() != self.indices.len() || w.iter().any(|x| !x.is_finite()))
+        {
+            return invalid("CSR weights must be finite, one per entry".into());
+        }
         let fixed = Fixed::default()
             .u64(self.rows() as u64)
             .u64(cols as u64)
@@ -136,12 +137,13 @@ pub fn parse_csr(file: &[u8], mut cur: SectionCursor<'_>) -> Result<CsrLayout, A
             ));
         }
         if let Some(&last) = row.last()
-            && u64::from(last) >= cols {
-                return Err(cur.error_abs(
-                    indices_r.start + 4 * (b - 1),
-                    format!("row {r}: column {last} is not below {cols}"),
-                ));
-            }
+            && u64::from(last) >= cols
+        {
+            return Err(cur.error_abs(
+                indices_r.start + 4 * (b - 1),
+                format!("row {r}: column {last} is not below {cols}"),
+            ));
+        }
     }
     if let Some(wr) = &weights_r {
         let w: &[f32] = cast(file, wr.clone());

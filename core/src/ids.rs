@@ -194,7 +194,7 @@ fn verify_lookups(table: &IdTable<'_>) -> Option<(usize, &'static str)> {
     let check = |range: std::ops::Range<usize>| -> Option<(usize, &'static str)> {
         let homes: Vec<u32> = range
             .clone()
-            .map(|i| (fnv1a64(table.id(i).as_bytes()) as usize & mask) as u32)
+            .map(|i| (fnv1a64(table.id_bytes(i)) as usize & mask) as u32)
             .collect();
         for (i, home) in range.zip(homes) {
             let mut slot = home as usize;
@@ -207,7 +207,7 @@ fn verify_lookups(table: &IdTable<'_>) -> Option<(usize, &'static str)> {
                 if v == 0 || probes == mask {
                     return Some((i, "is not found at its own index"));
                 }
-                if table.id(v - 1) == table.id(i) {
+                if table.id_bytes(v - 1) == table.id_bytes(i) {
                     return Some((i, "appears twice"));
                 }
                 slot = (slot + 1) & mask;
@@ -258,9 +258,14 @@ impl<'a> IdTable<'a> {
 
     /// The id of dense index `index` (panics if out of range).
     pub fn id(&self, index: usize) -> &'a str {
-        let bytes = &self.blob[self.offsets[index] as usize..self.offsets[index + 1] as usize];
-        // Validated as UTF-8 when the artifact was opened.
-        std::str::from_utf8(bytes).unwrap_or_default()
+        // Validated as UTF-8 when the artifact was opened; lookups and
+        // validation compare bytes and skip this re-check.
+        std::str::from_utf8(self.id_bytes(index)).unwrap_or_default()
+    }
+
+    /// The bytes of the id of dense index `index` (panics if out of range).
+    pub fn id_bytes(&self, index: usize) -> &'a [u8] {
+        &self.blob[self.offsets[index] as usize..self.offsets[index + 1] as usize]
     }
 
     /// The dense index of `id`, if present.
@@ -277,7 +282,7 @@ impl<'a> IdTable<'a> {
             if self
                 .offsets
                 .get(index + 1)
-                .is_some_and(|_| self.id(index) == id)
+                .is_some_and(|_| self.id_bytes(index) == id.as_bytes())
             {
                 return Some(index as u32);
             }

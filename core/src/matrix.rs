@@ -167,14 +167,15 @@ fn encode(
         ));
     }
     if dtype == ElementType::F16
-        && let Some(i) = values.iter().position(|v| !f16::from_f32(*v).is_finite()) {
-            return invalid(format!(
-                "factor value {} at row {}, dim {} overflows f16",
-                values[i],
-                i / dims,
-                i % dims
-            ));
-        }
+        && let Some(i) = values.iter().position(|v| !f16::from_f32(*v).is_finite())
+    {
+        return invalid(format!(
+            "factor value {} at row {}, dim {} overflows f16",
+            values[i],
+            i / dims,
+            i % dims
+        ));
+    }
     let padded = padded_dims(dims);
     let slots = match layout {
         Layout::Rows => rows,

@@ -83,9 +83,10 @@ impl TopK {
         if self.heap.len() < self.k {
             self.heap.push(candidate);
         } else if let Some(mut worst) = self.heap.peek_mut()
-            && candidate < *worst {
-                *worst = candidate;
-            }
+            && candidate < *worst
+        {
+            *worst = candidate;
+        }
     }
 
     /// Best first.

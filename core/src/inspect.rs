@@ -137,3 +137,57 @@ impl InspectReport {
         s
     }
 }
+
+/// The top `k` items for `user` straight from the artifact (seen items
+/// excluded), as `(item id, score)`: a quick look at what a model
+/// recommends, for people and scripts. The server is the real API.
+pub fn recommend_for_user(
+    art: &Artifact,
+    user: &str,
+    k: usize,
+) -> Result<Vec<(String, f32)>, String> {
+    use crate::scan::{ItemFilter, ItemScanner, top_k_neighbors};
+    let users = art.user_ids().ok_or("this model has no user ids")?;
+    let u = users
+        .index_of(user)
+        .ok_or_else(|| format!("unknown user {user:?}"))? as usize;
+    let seen = art.seen_items();
+    let mut filter = ItemFilter::new();
+    if let Some(seen) = &seen {
+        filter = filter.exclude_sorted(seen.row(u));
+    }
+    let top = match art.metadata().kind {
+        crate::ModelKind::Embedding => {
+            let factors = art
+                .user_factors()
+                .ok_or("embedding model without user factors")?;
+            let scanner = ItemScanner::new(
+                art.item_factors()
+                    .ok_or("embedding model without item factors")?,
+                art.item_bias_padded(),
+            );
+            let mut q = vec![0.0; factors.padded_dims];
+            factors.row_f32(u, &mut q);
+            let offset = art.user_bias().map_or(0.0, |b| b[u]) + art.metadata().global_bias;
+            scanner.top_k(&scanner.prepare(&q, offset), k, |i| filter.accepts(i))
+        }
+        crate::ModelKind::ItemNeighbors => {
+            let history = seen
+                .as_ref()
+                .map(|s| s.row(u))
+                .ok_or("item-neighbour model without seen items")?;
+            top_k_neighbors(
+                &art.item_neighbors().ok_or("missing item neighbours")?,
+                history,
+                None,
+                k,
+                |i| filter.accepts(i),
+            )
+        }
+    };
+    let ids = art.item_ids();
+    Ok(top
+        .into_iter()
+        .map(|s| (ids.id(s.item as usize).to_string(), s.score))
+        .collect())
+}

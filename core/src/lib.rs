@@ -21,3 +21,5 @@ pub use artifact::{Artifact, ArtifactError, ModelKind, ModelMetadata, ModelParts
 pub use matrix::ElementType;
 pub mod scan;
 pub mod synthetic;
+#[doc(hidden)]
+pub mod testing;

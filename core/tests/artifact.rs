@@ -384,36 +384,6 @@ fn atomic_write_leaves_no_temporary_files() {
     );
 }
 
-/// Exercises every view after a successful open (must never panic).
-fn touch_everything(art: &Artifact) {
-    let _ = art.item_ids().iter().count();
-    if let Some(u) = art.user_ids() {
-        let _ = u.iter().filter(|id| u.index_of(id).is_none()).count();
-    }
-    if let (Some(users), Some(items)) = (art.user_factors(), art.item_factors()) {
-        let mut q = vec![0.0; users.padded_dims];
-        if users.rows > 0 {
-            users.row_f32(0, &mut q);
-        }
-        let scanner = vitrine_core::scan::ItemScanner::new(items, art.item_bias_padded());
-        let p = scanner.prepare(&q, 0.0);
-        let _ = scanner.top_k(&p, 5, |_| true);
-    }
-    for csr in [
-        art.seen_items(),
-        art.holdout(),
-        art.item_neighbors(),
-        art.item_attributes(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        for r in 0..csr.rows() {
-            let _ = csr.row(r);
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -448,7 +418,7 @@ proptest! {
         }
         rechecksum(&mut bytes);
         if let Ok(art) = open(&bytes) {
-            touch_everything(&art);
+            vitrine_core::testing::exercise_views(&art);
         }
     }
 }

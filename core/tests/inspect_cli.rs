@@ -90,3 +90,38 @@ fn verify_fails_with_one_line_reason() {
     let (code, _, _) = inspect(&["--bogus"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn recommends_for_a_user_without_seen_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.vtr");
+    let parts = common::small_model(ElementType::Int8);
+    parts.write(&path).unwrap();
+    let p = path.to_str().unwrap();
+    let (code, out, _) = inspect(&["--user", "user-3", "--k", "4", "--json", p]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    let seen = parts.seen_items.as_ref().unwrap();
+    let seen_ids: Vec<&str> = seen.indices[seen.indptr[3] as usize..seen.indptr[4] as usize]
+        .iter()
+        .map(|&i| parts.item_ids[i as usize].as_str())
+        .collect();
+    assert!(
+        items
+            .iter()
+            .all(|it| !seen_ids.contains(&it["id"].as_str().unwrap()))
+    );
+    let scores: Vec<f64> = items
+        .iter()
+        .map(|it| it["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+
+    let (code, _, err) = inspect(&["--user", "nobody", p]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown user \"nobody\""), "{err}");
+    let (code, _, _) = inspect(&["--k", "0", p]);
+    assert_eq!(code, 2);
+}

@@ -153,125 +153,81 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     sum_i32x8(acc) + scalar::dot_i8(ta, tb)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: BlockOutput<'_>) {
-    for_batch_size!(queries.len(), block_f32_blocks, queries, blocks, bias, out)
-}
+/// The f32 and f16 block kernels are one kernel: they differ only in how a
+/// row of item values is loaded (`$load` widens f16 to f32).
+macro_rules! float_block_kernel {
+    ($entry:ident, $blocks:ident, $elem:ty, $load:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $entry(
+            queries: &[&[f32]],
+            blocks: &[$elem],
+            bias: Option<&[f32]>,
+            out: BlockOutput<'_>,
+        ) {
+            for_batch_size!(queries.len(), $blocks, queries, blocks, bias, out)
+        }
 
-/// 16 lanes = two 8-float registers per query ("lo", "hi"), so even P = 1
-/// has two independent chains per query.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_f32_blocks<const N: usize, const P: usize>(
-    queries: &[&[f32]],
-    blocks: &[f32],
-    bias: Option<&[f32]>,
-    out: BlockOutput<'_>,
-) {
-    let dims = queries[0].len();
-    // Query values interleaved per dimension: one array, no bounds checks
-    // or spilled slice pointers in the inner loop.
-    let packed = super::pack_float_queries::<N>(queries);
-    let thresholds: [__m256; N] = std::array::from_fn(|j| _mm256_set1_ps(out.thresholds[j]));
-    for (b, (block, (out, masks))) in blocks
-        .chunks_exact(BLOCK * dims)
-        .zip(
-            out.scores
-                .chunks_exact_mut(N)
-                .zip(out.masks.chunks_exact_mut(N)),
-        )
-        .enumerate()
-    {
-        let (rows, _) = block.as_chunks::<BLOCK>();
-        let mut lo = [[_mm256_setzero_ps(); N]; P];
-        let mut hi = [[_mm256_setzero_ps(); N]; P];
-        for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
-            for p in 0..P {
-                let (x_lo, x_hi) = rows[p].split_at(8);
-                let x_lo = load_f32x8(x_lo.try_into().expect("8"));
-                let x_hi = load_f32x8(x_hi.try_into().expect("8"));
+        /// 16 lanes = two 8-float registers per query ("lo", "hi"), so even P = 1
+        /// has two independent chains per query.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $blocks<const N: usize, const P: usize>(
+            queries: &[&[f32]],
+            blocks: &[$elem],
+            bias: Option<&[f32]>,
+            out: BlockOutput<'_>,
+        ) {
+            let dims = queries[0].len();
+            // Query values interleaved per dimension: one array, no bounds checks
+            // or spilled slice pointers in the inner loop.
+            let packed = super::pack_float_queries::<N>(queries);
+            let thresholds: [__m256; N] =
+                std::array::from_fn(|j| _mm256_set1_ps(out.thresholds[j]));
+            for (b, (block, (out, masks))) in blocks
+                .chunks_exact(BLOCK * dims)
+                .zip(
+                    out.scores
+                        .chunks_exact_mut(N)
+                        .zip(out.masks.chunks_exact_mut(N)),
+                )
+                .enumerate()
+            {
+                let (rows, _) = block.as_chunks::<BLOCK>();
+                let mut lo = [[_mm256_setzero_ps(); N]; P];
+                let mut hi = [[_mm256_setzero_ps(); N]; P];
+                for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
+                    for p in 0..P {
+                        let (x_lo, x_hi) = rows[p].split_at(8);
+                        let x_lo = $load(x_lo.try_into().expect("8"));
+                        let x_hi = $load(x_hi.try_into().expect("8"));
+                        for j in 0..N {
+                            let w = _mm256_set1_ps(w[p][j]);
+                            lo[p][j] = _mm256_fmadd_ps(w, x_lo, lo[p][j]);
+                            hi[p][j] = _mm256_fmadd_ps(w, x_hi, hi[p][j]);
+                        }
+                    }
+                }
+                let bias = bias.map(|v| load_f32x16_as_2x8(block_slice(v, b)));
                 for j in 0..N {
-                    let w = _mm256_set1_ps(w[p][j]);
-                    lo[p][j] = _mm256_fmadd_ps(w, x_lo, lo[p][j]);
-                    hi[p][j] = _mm256_fmadd_ps(w, x_hi, hi[p][j]);
+                    let (mut l, mut h) = (lo[0][j], hi[0][j]);
+                    for p in 1..P {
+                        l = _mm256_add_ps(l, lo[p][j]);
+                        h = _mm256_add_ps(h, hi[p][j]);
+                    }
+                    if let Some((b_lo, b_hi)) = bias {
+                        l = _mm256_add_ps(l, b_lo);
+                        h = _mm256_add_ps(h, b_hi);
+                    }
+                    store_f32x8(&mut out[j][..8], l);
+                    store_f32x8(&mut out[j][8..], h);
+                    masks[j] = above(l, h, thresholds[j]);
                 }
             }
         }
-        let bias = bias.map(|v| load_f32x16_as_2x8(block_slice(v, b)));
-        for j in 0..N {
-            let (mut l, mut h) = (lo[0][j], hi[0][j]);
-            for p in 1..P {
-                l = _mm256_add_ps(l, lo[p][j]);
-                h = _mm256_add_ps(h, hi[p][j]);
-            }
-            if let Some((b_lo, b_hi)) = bias {
-                l = _mm256_add_ps(l, b_lo);
-                h = _mm256_add_ps(h, b_hi);
-            }
-            store_f32x8(&mut out[j][..8], l);
-            store_f32x8(&mut out[j][8..], h);
-            masks[j] = above(l, h, thresholds[j]);
-        }
-    }
+    };
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: BlockOutput<'_>) {
-    for_batch_size!(queries.len(), block_f16_blocks, queries, blocks, bias, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_f16_blocks<const N: usize, const P: usize>(
-    queries: &[&[f32]],
-    blocks: &[f16],
-    bias: Option<&[f32]>,
-    out: BlockOutput<'_>,
-) {
-    let dims = queries[0].len();
-    // Query values interleaved per dimension: one array, no bounds checks
-    // or spilled slice pointers in the inner loop.
-    let packed = super::pack_float_queries::<N>(queries);
-    let thresholds: [__m256; N] = std::array::from_fn(|j| _mm256_set1_ps(out.thresholds[j]));
-    for (b, (block, (out, masks))) in blocks
-        .chunks_exact(BLOCK * dims)
-        .zip(
-            out.scores
-                .chunks_exact_mut(N)
-                .zip(out.masks.chunks_exact_mut(N)),
-        )
-        .enumerate()
-    {
-        let (rows, _) = block.as_chunks::<BLOCK>();
-        let mut lo = [[_mm256_setzero_ps(); N]; P];
-        let mut hi = [[_mm256_setzero_ps(); N]; P];
-        for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
-            for p in 0..P {
-                let (x_lo, x_hi) = rows[p].split_at(8);
-                let x_lo = load_f16x8(x_lo.try_into().expect("8"));
-                let x_hi = load_f16x8(x_hi.try_into().expect("8"));
-                for j in 0..N {
-                    let w = _mm256_set1_ps(w[p][j]);
-                    lo[p][j] = _mm256_fmadd_ps(w, x_lo, lo[p][j]);
-                    hi[p][j] = _mm256_fmadd_ps(w, x_hi, hi[p][j]);
-                }
-            }
-        }
-        let bias = bias.map(|v| load_f32x16_as_2x8(block_slice(v, b)));
-        for j in 0..N {
-            let (mut l, mut h) = (lo[0][j], hi[0][j]);
-            for p in 1..P {
-                l = _mm256_add_ps(l, lo[p][j]);
-                h = _mm256_add_ps(h, hi[p][j]);
-            }
-            if let Some((b_lo, b_hi)) = bias {
-                l = _mm256_add_ps(l, b_lo);
-                h = _mm256_add_ps(h, b_hi);
-            }
-            store_f32x8(&mut out[j][..8], l);
-            store_f32x8(&mut out[j][8..], h);
-            masks[j] = above(l, h, thresholds[j]);
-        }
-    }
-}
+float_block_kernel!(block_f32, block_f32_blocks, f32, load_f32x8);
+float_block_kernel!(block_f16, block_f16_blocks, f16, load_f16x8);
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn block_u8(queries: &[QueryI8<'_>], blocks: &[u8], epilogue: Epilogue<'_>, out: BlockOutput<'_>) {

@@ -135,107 +135,71 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     _mm512_reduce_add_epi32(acc) + scalar::dot_i8(ta, tb)
 }
 
-#[target_feature(enable = "avx512f")]
-fn block_f32(queries: &[&[f32]], blocks: &[f32], bias: Option<&[f32]>, out: BlockOutput<'_>) {
-    for_batch_size!(queries.len(), block_f32_blocks, queries, blocks, bias, out)
-}
+/// The f32 and f16 block kernels are one kernel: they differ only in how a
+/// row of item values is loaded (`$load` widens f16 to f32).
+macro_rules! float_block_kernel {
+    ($entry:ident, $blocks:ident, $elem:ty, $load:ident) => {
+        #[target_feature(enable = "avx512f")]
+        fn $entry(
+            queries: &[&[f32]],
+            blocks: &[$elem],
+            bias: Option<&[f32]>,
+            out: BlockOutput<'_>,
+        ) {
+            for_batch_size!(queries.len(), $blocks, queries, blocks, bias, out)
+        }
 
-#[target_feature(enable = "avx512f")]
-fn block_f32_blocks<const N: usize, const P: usize>(
-    queries: &[&[f32]],
-    blocks: &[f32],
-    bias: Option<&[f32]>,
-    out: BlockOutput<'_>,
-) {
-    let dims = queries[0].len();
-    // Query values interleaved per dimension: one array, no bounds checks
-    // or spilled slice pointers in the inner loop.
-    let packed = super::pack_float_queries::<N>(queries);
-    let thresholds: [__m512; N] = std::array::from_fn(|j| _mm512_set1_ps(out.thresholds[j]));
-    for (b, (block, (out, masks))) in blocks
-        .chunks_exact(BLOCK * dims)
-        .zip(
-            out.scores
-                .chunks_exact_mut(N)
-                .zip(out.masks.chunks_exact_mut(N)),
-        )
-        .enumerate()
-    {
-        let (rows, _) = block.as_chunks::<BLOCK>();
-        let mut acc = [[_mm512_setzero_ps(); N]; P];
-        for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
-            for p in 0..P {
-                let x = load_f32x16(&rows[p]);
+        #[target_feature(enable = "avx512f")]
+        fn $blocks<const N: usize, const P: usize>(
+            queries: &[&[f32]],
+            blocks: &[$elem],
+            bias: Option<&[f32]>,
+            out: BlockOutput<'_>,
+        ) {
+            let dims = queries[0].len();
+            // Query values interleaved per dimension: one array, no bounds checks
+            // or spilled slice pointers in the inner loop.
+            let packed = super::pack_float_queries::<N>(queries);
+            let thresholds: [__m512; N] =
+                std::array::from_fn(|j| _mm512_set1_ps(out.thresholds[j]));
+            for (b, (block, (out, masks))) in blocks
+                .chunks_exact(BLOCK * dims)
+                .zip(
+                    out.scores
+                        .chunks_exact_mut(N)
+                        .zip(out.masks.chunks_exact_mut(N)),
+                )
+                .enumerate()
+            {
+                let (rows, _) = block.as_chunks::<BLOCK>();
+                let mut acc = [[_mm512_setzero_ps(); N]; P];
+                for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
+                    for p in 0..P {
+                        let x = $load(&rows[p]);
+                        for j in 0..N {
+                            acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(w[p][j]), x, acc[p][j]);
+                        }
+                    }
+                }
+                let bias = bias.map(|v| load_f32x16(block_slice(v, b)));
                 for j in 0..N {
-                    acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(w[p][j]), x, acc[p][j]);
+                    let mut sum = acc[0][j];
+                    for partial in &acc[1..] {
+                        sum = _mm512_add_ps(sum, partial[j]);
+                    }
+                    if let Some(bias) = bias {
+                        sum = _mm512_add_ps(sum, bias);
+                    }
+                    store_f32x16(&mut out[j], sum);
+                    masks[j] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(sum, thresholds[j]);
                 }
             }
         }
-        let bias = bias.map(|v| load_f32x16(block_slice(v, b)));
-        for j in 0..N {
-            let mut sum = acc[0][j];
-            for partial in &acc[1..] {
-                sum = _mm512_add_ps(sum, partial[j]);
-            }
-            if let Some(bias) = bias {
-                sum = _mm512_add_ps(sum, bias);
-            }
-            store_f32x16(&mut out[j], sum);
-            masks[j] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(sum, thresholds[j]);
-        }
-    }
+    };
 }
 
-#[target_feature(enable = "avx512f")]
-fn block_f16(queries: &[&[f32]], blocks: &[f16], bias: Option<&[f32]>, out: BlockOutput<'_>) {
-    for_batch_size!(queries.len(), block_f16_blocks, queries, blocks, bias, out)
-}
-
-#[target_feature(enable = "avx512f")]
-fn block_f16_blocks<const N: usize, const P: usize>(
-    queries: &[&[f32]],
-    blocks: &[f16],
-    bias: Option<&[f32]>,
-    out: BlockOutput<'_>,
-) {
-    let dims = queries[0].len();
-    // Query values interleaved per dimension: one array, no bounds checks
-    // or spilled slice pointers in the inner loop.
-    let packed = super::pack_float_queries::<N>(queries);
-    let thresholds: [__m512; N] = std::array::from_fn(|j| _mm512_set1_ps(out.thresholds[j]));
-    for (b, (block, (out, masks))) in blocks
-        .chunks_exact(BLOCK * dims)
-        .zip(
-            out.scores
-                .chunks_exact_mut(N)
-                .zip(out.masks.chunks_exact_mut(N)),
-        )
-        .enumerate()
-    {
-        let (rows, _) = block.as_chunks::<BLOCK>();
-        let mut acc = [[_mm512_setzero_ps(); N]; P];
-        for (rows, w) in rows.chunks_exact(P).zip(packed.chunks_exact(P)) {
-            for p in 0..P {
-                let x = load_f16x16(&rows[p]);
-                for j in 0..N {
-                    acc[p][j] = _mm512_fmadd_ps(_mm512_set1_ps(w[p][j]), x, acc[p][j]);
-                }
-            }
-        }
-        let bias = bias.map(|v| load_f32x16(block_slice(v, b)));
-        for j in 0..N {
-            let mut sum = acc[0][j];
-            for partial in &acc[1..] {
-                sum = _mm512_add_ps(sum, partial[j]);
-            }
-            if let Some(bias) = bias {
-                sum = _mm512_add_ps(sum, bias);
-            }
-            store_f32x16(&mut out[j], sum);
-            masks[j] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(sum, thresholds[j]);
-        }
-    }
-}
+float_block_kernel!(block_f32, block_f32_blocks, f32, load_f32x16);
+float_block_kernel!(block_f16, block_f16_blocks, f16, load_f16x16);
 
 #[target_feature(enable = "avx512f,avx512vnni")]
 fn block_u8(queries: &[QueryI8<'_>], blocks: &[u8], epilogue: Epilogue<'_>, out: BlockOutput<'_>) {

@@ -6,6 +6,7 @@
 
 use crate::artifact::ArtifactError;
 use crate::artifact::section::{Fixed, SectionBuilder, SectionCursor, cast};
+use crate::matrix::{MAX_ABS_VALUE, in_range};
 use std::ops::Range;
 
 /// Owned CSR rows, as the writer takes them.
@@ -65,9 +66,11 @@ impl CsrParts {
             }
         }
         if let Some(w) = &self.weights
-            && (w.len() != self.indices.len() || w.iter().any(|x| !x.is_finite()))
+            && (w.len() != self.indices.len() || w.iter().any(|x| !in_range(*x)))
         {
-            return invalid("CSR weights must be finite, one per entry".into());
+            return invalid(format!(
+                "CSR weights must be finite, within ±{MAX_ABS_VALUE}, one per entry"
+            ));
         }
         let fixed = Fixed::default()
             .u64(self.rows() as u64)
@@ -147,8 +150,11 @@ pub fn parse_csr(file: &[u8], mut cur: SectionCursor<'_>) -> Result<CsrLayout, A
     }
     if let Some(wr) = &weights_r {
         let w: &[f32] = cast(file, wr.clone());
-        if let Some(i) = w.iter().position(|x| !x.is_finite()) {
-            return Err(cur.error_abs(wr.start + 4 * i, format!("weight #{i} is not finite")));
+        if let Some(i) = w.iter().position(|x| !in_range(*x)) {
+            return Err(cur.error_abs(
+                wr.start + 4 * i,
+                format!("weight #{i} is not finite or outside ±{MAX_ABS_VALUE}"),
+            ));
         }
     }
     cur.finish()?;

@@ -20,6 +20,16 @@ use std::ops::Range;
 /// Largest number of dimensions the format accepts.
 pub const MAX_DIMS: usize = 4096;
 
+/// Largest magnitude of a factor value, bias or weight (the f16 range). With
+/// at most [`MAX_DIMS`] dimensions every score then stays below ~2·10¹³:
+/// finite by construction, so no scan can meet an infinity or a NaN.
+pub const MAX_ABS_VALUE: f32 = 65504.0;
+
+/// Finite and within ±[`MAX_ABS_VALUE`] (false for NaN).
+pub fn in_range(x: f32) -> bool {
+    x.abs() <= MAX_ABS_VALUE
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ElementType {
@@ -158,22 +168,12 @@ fn encode(
             values.len()
         ));
     }
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+    if let Some(i) = values.iter().position(|v| !in_range(*v)) {
         return invalid(format!(
-            "factor value at row {}, dim {} is not finite ({})",
+            "factor value at row {}, dim {} is {}: not finite or outside ±{MAX_ABS_VALUE}",
             i / dims,
             i % dims,
             values[i]
-        ));
-    }
-    if dtype == ElementType::F16
-        && let Some(i) = values.iter().position(|v| !f16::from_f32(*v).is_finite())
-    {
-        return invalid(format!(
-            "factor value {} at row {}, dim {} overflows f16",
-            values[i],
-            i / dims,
-            i % dims
         ));
     }
     let padded = padded_dims(dims);
@@ -374,15 +374,18 @@ fn check_values(
     let at = |i: usize| m.data.start + i * m.dtype.size();
     let not_finite = |i: usize| {
         let (r, d) = coords(m, blocked, i);
-        cur.error_abs(at(i), format!("row {r}, dim {d} is not finite"))
+        cur.error_abs(
+            at(i),
+            format!("row {r}, dim {d} is not finite or outside ±{MAX_ABS_VALUE}"),
+        )
     };
     let bad_padding = |i: usize| cur.error_abs(at(i), "padding value is not zero");
     match m.dtype {
         ElementType::F32 => {
             let v: &[f32] = cast(file, m.data.clone());
-            if !all_in_chunks(v, f32::is_finite) {
+            if !all_in_chunks(v, in_range) {
                 return Err(not_finite(
-                    v.iter().position(|x| !x.is_finite()).unwrap_or(0),
+                    v.iter().position(|x| !in_range(*x)).unwrap_or(0),
                 ));
             }
             if let Some(i) = padding_indices(m, blocked).find(|&i| v[i] != 0.0) {
@@ -421,8 +424,9 @@ fn check_values(
             }
             let scales_r = m.scales.clone().expect("int8 has scales");
             let scales: &[f32] = cast(file, scales_r.clone());
-            if !all_in_chunks(scales, |s| s.is_finite() && s >= 0.0)
-                && let Some(r) = scales.iter().position(|s| !s.is_finite() || *s < 0.0)
+            let scale_ok = |s: f32| (0.0..=MAX_ABS_VALUE / 127.0).contains(&s);
+            if !all_in_chunks(scales, scale_ok)
+                && let Some(r) = scales.iter().position(|s| !scale_ok(*s))
             {
                 return Err(cur.error_abs(
                     scales_r.start + 4 * r,

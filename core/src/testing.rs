@@ -1,6 +1,7 @@
 //! Helpers for tests and fuzzing (not part of the stable API).
 
 use crate::Artifact;
+use crate::artifact::header::{ENTRY_LEN, HEADER_LEN, crc32};
 use crate::scan::{ItemScanner, similar_by_neighbors, top_k_neighbors};
 
 /// Touches every view of an open artifact the way a server would: id
@@ -51,4 +52,33 @@ pub fn exercise_views(art: &Artifact) {
             let _ = similar_by_neighbors(&n, 0, 5);
         }
     }
+}
+
+/// Recomputes every section checksum and the table checksum of (possibly
+/// corrupted) artifact bytes, as far as its header allows, so that tests and
+/// fuzzing reach the validators behind the checksums.
+pub fn fix_checksums(file: &mut [u8]) {
+    if file.len() < HEADER_LEN {
+        return;
+    }
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    // A corrupted count may claim more entries than fit: fix those that do.
+    let count = (u32_at(file, 12) as usize).min((file.len() - HEADER_LEN) / ENTRY_LEN);
+    for i in 0..count {
+        let at = HEADER_LEN + i * ENTRY_LEN;
+        let (off, len) = (u64_at(file, at + 8), u64_at(file, at + 16));
+        if let Some(end) = off.checked_add(len).filter(|&end| end <= file.len() as u64) {
+            let crc = crc32(&file[off as usize..end as usize]);
+            file[at + 24..at + 28].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    let table_end = HEADER_LEN + count * ENTRY_LEN;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&file[..24]);
+    h.update(&file[HEADER_LEN..table_end]);
+    let crc = h.finalize();
+    file[24..28].copy_from_slice(&crc.to_le_bytes());
 }

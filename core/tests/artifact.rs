@@ -117,9 +117,18 @@ fn open_from_disk_as_sealed_snapshot_and_in_place() {
     if cfg!(target_os = "linux") {
         assert_eq!(snap.origin(), Origin::SealedSnapshot);
     }
-    // The snapshot does not change when the file is truncated or overwritten.
+    // The snapshot does not change when the file is truncated or overwritten:
+    // every page is still readable (a plain mapping would raise SIGBUS here).
     let before = snap.item_ids().id(149).to_string();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    vitrine_core::testing::exercise_views(&snap);
     std::fs::write(&path, b"garbage").unwrap();
+    vitrine_core::testing::exercise_views(&snap);
     assert_eq!(snap.item_ids().id(149), before);
     assert_eq!(snap.metadata().n_items, 150);
     assert!(matches!(
@@ -349,7 +358,7 @@ fn writer_rejects_bad_parts() {
             .encode()
             .unwrap_err()
             .to_string()
-            .contains("overflows f16")
+            .contains("outside ±65504")
     );
 
     let mut parts = small_model(ElementType::F32);
@@ -365,6 +374,42 @@ fn writer_rejects_bad_parts() {
     let mut parts = small_model(ElementType::F32);
     parts.item_ids[3] = String::new();
     assert!(parts.encode().is_err());
+}
+
+#[test]
+fn huge_values_that_would_overflow_scores_are_rejected() {
+    // Finite, but a dot product of such values overflows to infinity.
+    let mut parts = small_model(ElementType::F32);
+    parts.factors.as_mut().unwrap().items[0] = 1e20;
+    assert!(
+        parts
+            .encode()
+            .unwrap_err()
+            .to_string()
+            .contains("outside ±65504")
+    );
+
+    let mut bytes = small_model(ElementType::F32).encode().unwrap();
+    expect_section_error(
+        &mut bytes,
+        SectionKind::UserFactors,
+        |s| f32_at(s, 64, 1e20),
+        "outside ±65504",
+    );
+    let mut bytes = small_model(ElementType::Int8).encode().unwrap();
+    expect_section_error(
+        &mut bytes,
+        SectionKind::ItemFactors,
+        |s| f32_at(s, 64 + 160 * 32, 1e30),
+        "scale",
+    );
+    let mut bytes = small_model(ElementType::F32).encode().unwrap();
+    expect_section_error(
+        &mut bytes,
+        SectionKind::UserBias,
+        |s| f32_at(s, 64, -1e10),
+        "outside ±65504",
+    );
 }
 
 #[test]
@@ -421,4 +466,21 @@ proptest! {
             vitrine_core::testing::exercise_views(&art);
         }
     }
+}
+
+/// Inputs the fuzzers once crashed on (`core/tests/data/fuzz-regressions/`),
+/// replayed the way `fuzz/fuzz_targets/artifact_contents.rs` does.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let mut bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        vitrine_core::testing::fix_checksums(&mut bytes);
+        if let Ok(art) = open(&bytes) {
+            vitrine_core::testing::exercise_views(&art);
+        }
+        count += 1;
+    }
+    assert!(count >= 1);
 }

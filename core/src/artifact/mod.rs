@@ -19,7 +19,8 @@ pub use metadata::{ModelKind, ModelMetadata};
 use crate::csr::{Csr, CsrLayout, CsrParts, parse_csr};
 use crate::ids::{IdTable, IdTableLayout, encode_id_table, parse_id_table};
 use crate::matrix::{
-    ElementType, Matrix, MatrixLayout, encode_block_matrix, encode_row_matrix, parse_matrix,
+    ElementType, MAX_ABS_VALUE, Matrix, MatrixLayout, encode_block_matrix, encode_row_matrix,
+    in_range, parse_matrix,
 };
 use crate::simd::BLOCK;
 use header::{ALIGN, SectionEntry as Entry, align_up, crc32, decode_header, encode_header};
@@ -105,8 +106,10 @@ impl ModelParts {
                 ));
             }
         }
-        if !meta.global_bias.is_finite() {
-            return Err(invalid("global bias is not finite".into()));
+        if !in_range(meta.global_bias) {
+            return Err(invalid(format!(
+                "global bias is not finite or outside ±{MAX_ABS_VALUE}"
+            )));
         }
         let json = serde_json::to_vec(&meta).map_err(|e| invalid(format!("metadata: {e}")))?;
         sections.push((
@@ -129,7 +132,7 @@ impl ModelParts {
                 encode_block_matrix(&f.items, n_items, f.dims, f.dtype)?,
             ));
             let check = |v: &[f32], n: usize, what: &str| -> Result<(), ArtifactError> {
-                if v.len() != n || v.iter().any(|x| !x.is_finite()) {
+                if v.len() != n || v.iter().any(|x| !in_range(*x)) {
                     return Err(invalid(format!(
                         "{what}: need {n} finite values, got {}",
                         v.len()
@@ -439,6 +442,7 @@ fn parse_vector(
     mut cur: SectionCursor<'_>,
     len: usize,
     padded: usize,
+    bounded: bool,
 ) -> Result<Range<usize>, ArtifactError> {
     let (n, p) = (cur.u64_at(0), cur.u64_at(8));
     cur.reserved_from(16)?;
@@ -450,8 +454,17 @@ fn parse_vector(
     }
     let r = cur.array::<f32>(p, "values")?;
     let v: &[f32] = cast(file, r.clone());
-    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(cur.error_abs(r.start + 4 * i, format!("value #{i} is not finite")));
+    let ok = |x: f32| if bounded { in_range(x) } else { x.is_finite() };
+    if let Some(i) = v.iter().position(|x| !ok(*x)) {
+        let limit = if bounded {
+            format!(" or outside ±{MAX_ABS_VALUE}")
+        } else {
+            String::new()
+        };
+        return Err(cur.error_abs(
+            r.start + 4 * i,
+            format!("value #{i} ({}) is not finite{limit}", v[i]),
+        ));
     }
     if let Some(i) = (len..padded).find(|&i| v[i] != 0.0) {
         return Err(cur.error_abs(r.start + 4 * i, "padding value is not zero"));
@@ -497,8 +510,10 @@ fn parse_model(
             meta.n_users, meta.n_items
         ));
     }
-    if !meta.global_bias.is_finite() {
-        return meta_err("global_bias is not finite".into());
+    if !in_range(meta.global_bias) {
+        return meta_err(format!(
+            "global_bias is not finite or outside ±{MAX_ABS_VALUE}"
+        ));
     }
     let present = |kind| find(kind).is_some();
     let csr =
@@ -555,7 +570,7 @@ fn parse_model(
             l.user_factors = Some(users);
             l.item_factors = Some(items);
             if let Some(e) = find(SectionKind::UserBias) {
-                l.user_bias = Some(parse_vector(file, cursor(e)?, n_users, n_users)?);
+                l.user_bias = Some(parse_vector(file, cursor(e)?, n_users, n_users, true)?);
             }
             if let Some(e) = find(SectionKind::ItemBias) {
                 l.item_bias = Some(parse_vector(
@@ -563,6 +578,7 @@ fn parse_model(
                     cursor(e)?,
                     n_items,
                     n_items.div_ceil(BLOCK) * BLOCK,
+                    true,
                 )?);
             }
         }
@@ -602,7 +618,7 @@ fn parse_model(
     l.seen_items = csr(SectionKind::SeenItems, n_users, n_items)?;
     l.holdout = csr(SectionKind::Holdout, n_users, n_items)?;
     if let Some(e) = find(SectionKind::ItemPopularity) {
-        l.item_popularity = Some(parse_vector(file, cursor(e)?, n_items, n_items)?);
+        l.item_popularity = Some(parse_vector(file, cursor(e)?, n_items, n_items, false)?);
     }
     match (
         find(SectionKind::AttributeNames),

@@ -1,7 +1,7 @@
 //! Helpers shared by the core integration tests.
 #![allow(dead_code)]
 
-use vitrine_core::artifact::header::{ENTRY_LEN, HEADER_LEN, crc32};
+use vitrine_core::artifact::header::{ENTRY_LEN, HEADER_LEN};
 use vitrine_core::synthetic::{SyntheticSpec, embedding_model};
 use vitrine_core::{ElementType, ModelParts};
 
@@ -47,30 +47,7 @@ pub fn section_range(file: &[u8], kind: u32) -> (usize, usize) {
         .expect("section present")
 }
 
-/// Recomputes every section checksum and the table checksum, so a test can
-/// corrupt a section's *contents* and reach the semantic validators.
+/// Recomputes every checksum (see `vitrine_core::testing::fix_checksums`).
 pub fn rechecksum(file: &mut [u8]) {
-    // A corrupted count may claim more entries than fit: fix those that do.
-    let count = (u32_at(file, 12) as usize).min((file.len() - HEADER_LEN) / ENTRY_LEN);
-    for i in 0..count {
-        let at = HEADER_LEN + i * ENTRY_LEN;
-        let (off, len) = (
-            u64_at(file, at + 8) as usize,
-            u64_at(file, at + 16) as usize,
-        );
-        if off.checked_add(len).is_some_and(|end| end <= file.len()) {
-            let crc = crc32(&file[off..off + len]);
-            file[at + 24..at + 28].copy_from_slice(&crc.to_le_bytes());
-        }
-    }
-    let table_end = HEADER_LEN + count * ENTRY_LEN;
-    let mut h = crc32fast_hasher();
-    h.update(&file[..24]);
-    h.update(&file[HEADER_LEN..table_end.min(file.len())]);
-    let crc = h.finalize();
-    file[24..28].copy_from_slice(&crc.to_le_bytes());
-}
-
-fn crc32fast_hasher() -> crc32fast::Hasher {
-    crc32fast::Hasher::new()
+    vitrine_core::testing::fix_checksums(file);
 }

@@ -146,7 +146,9 @@ impl<'a> ItemScanner<'a> {
     }
 
     /// Prepares `query` (`dims` or `padded_dims` long); `offset` is added to
-    /// every score (user bias + global bias).
+    /// every score (user bias + global bias). Scores are finite when the
+    /// query's values lie within ±[`crate::matrix::MAX_ABS_VALUE`], as every
+    /// stored user row does; callers folding in their own vectors check that.
     pub fn prepare(&self, query: &[f32], offset: f32) -> PreparedQuery {
         let padded = self.items.padded_dims;
         assert!(

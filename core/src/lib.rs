@@ -12,14 +12,17 @@ compile_error!(
 
 pub mod artifact;
 pub mod csr;
+pub mod dataset;
 pub mod ids;
 pub mod inspect;
 pub mod matrix;
+pub mod metrics;
 pub mod simd;
 
 pub use artifact::{Artifact, ArtifactError, ModelKind, ModelMetadata, ModelParts};
 pub use matrix::ElementType;
 pub mod scan;
+pub mod split;
 pub mod synthetic;
 #[doc(hidden)]
 pub mod testing;

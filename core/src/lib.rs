@@ -13,10 +13,12 @@ compile_error!(
 pub mod artifact;
 pub mod csr;
 pub mod dataset;
+pub mod evaluate;
 pub mod ids;
 pub mod inspect;
 pub mod matrix;
 pub mod metrics;
+pub mod publish;
 pub mod simd;
 
 pub use artifact::{Artifact, ArtifactError, ModelKind, ModelMetadata, ModelParts};

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Anchors for scripts/accuracy.py, run in the venv that has them.
+
+  surprise-kfold U_DATA           Surprise SVD, 5-fold RMSE/MAE and total fit time
+  implicit-als SPLIT_DIR K        implicit ALS on a dumped split: NDCG/recall@K, fit time
+  metrics SPLIT_DIR TOPK_FILE K   numpy metrics of Vitrine's dumped top-K lists
+Each prints one JSON object.
+"""
+import json, sys, time
+import numpy as np
+
+
+def load_split(d):
+    rows = {}
+    for name in ("train", "valid", "test"):
+        with open(f"{d}/{name}.tsv") as f:
+            rows[name] = [line.rstrip("\n").split("\t")[:2] for line in f if line.strip()]
+    return rows
+
+
+def ndcg_recall(ranked, relevant, k):
+    """RecBole's definitions, written independently of the Rust code."""
+    hits = np.array([1.0 if r in relevant else 0.0 for r in ranked[:k]])
+    dcg = float((hits / np.log2(np.arange(2, len(hits) + 2))).sum()) if len(hits) else 0.0
+    idcg = float((1.0 / np.log2(np.arange(2, min(len(relevant), k) + 2))).sum())
+    return dcg / idcg, hits.sum() / len(relevant), hits.sum() / k
+
+
+def surprise_kfold(path):
+    from surprise import SVD, Dataset, Reader, accuracy
+    from surprise.model_selection import KFold
+    data = Dataset.load_from_file(path, reader=Reader(line_format="user item rating timestamp", sep="\t"))
+    rmses, maes, fit = [], [], 0.0
+    for trainset, testset in KFold(n_splits=5, random_state=0).split(data):
+        algo = SVD(random_state=0)
+        t = time.perf_counter()
+        algo.fit(trainset)
+        fit += time.perf_counter() - t
+        pred = algo.test(testset)
+        rmses.append(accuracy.rmse(pred, verbose=False))
+        maes.append(accuracy.mae(pred, verbose=False))
+    return {"rmse": float(np.mean(rmses)), "mae": float(np.mean(maes)), "fit_seconds": fit}
+
+
+def implicit_als(d, k):
+    import scipy.sparse as sp
+    from implicit.als import AlternatingLeastSquares
+    s = load_split(d)
+    users = {u: i for i, u in enumerate(sorted({u for part in s.values() for u, _ in part}))}
+    items = {v: i for i, v in enumerate(sorted({v for part in s.values() for _, v in part}))}
+    def matrix(parts):
+        pairs = [(users[u], items[v]) for p in parts for u, v in s[p]]
+        r, c = zip(*pairs)
+        m = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(len(users), len(items)))
+        m.data[:] = 1.0
+        return m
+    train, seen = matrix(["train"]), matrix(["train", "valid"])
+    model = AlternatingLeastSquares(factors=64, regularization=0.5, alpha=3.0, iterations=15,
+                                    num_threads=1, random_state=42, use_gpu=False)
+    t = time.perf_counter()
+    model.fit(train, show_progress=False)
+    fit = time.perf_counter() - t
+    relevant = {}
+    for u, v in s["test"]:
+        relevant.setdefault(users[u], set()).add(items[v])
+    uids = np.array(sorted(relevant))
+    ids, _ = model.recommend(uids, seen[uids], N=k, filter_already_liked_items=True)
+    scores = [ndcg_recall(list(row), relevant[u], k) for u, row in zip(uids, ids)]
+    return {"ndcg": float(np.mean([x[0] for x in scores])), "recall": float(np.mean([x[1] for x in scores])),
+            "fit_seconds": fit, "users": len(uids)}
+
+
+def metrics(d, topk_file, k):
+    s = load_split(d)
+    relevant = {}
+    for u, v in s["test"]:
+        relevant.setdefault(u, set()).add(v)
+    scores = []
+    with open(topk_file) as f:
+        for line in f:
+            u, items = line.rstrip("\n").split("\t")
+            ranked = items.split(",") if items else []
+            if u in relevant:
+                scores.append(ndcg_recall(ranked, relevant[u], k))
+    return {"ndcg": float(np.mean([x[0] for x in scores])), "recall": float(np.mean([x[1] for x in scores])),
+            "precision": float(np.mean([x[2] for x in scores])), "users": len(scores)}
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "surprise-kfold":
+        out = surprise_kfold(args[0])
+    elif cmd == "implicit-als":
+        out = implicit_als(args[0], int(args[1]))
+    else:
+        out = metrics(args[0], args[1], int(args[2]))
+    print(json.dumps(out))

@@ -1,0 +1,6 @@
+//! vitrine-train's library: algorithms, protocols, reports. The binary
+//! (`main.rs`) only parses arguments and wires these together.
+
+pub mod algo;
+pub mod protocol;
+pub mod sparse;

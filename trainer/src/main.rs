@@ -1,0 +1,237 @@
+//! `vitrine-train`: read an interaction log, fit a model, evaluate it under a
+//! named protocol, write the report and the servable artifact.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use std::io::Write;
+use std::path::PathBuf;
+use vitrine_core::dataset::{CsvOptions, Format, read};
+use vitrine_train::algo::{Algo, Params};
+use vitrine_train::protocol::{Protocol, RunConfig, run};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum InputFormat {
+    Movielens,
+    Csv,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vitrine-train",
+    version,
+    about = "Fit and evaluate a recommendation model, write a servable artifact"
+)]
+struct Cli {
+    /// Interaction log.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long, value_enum, default_value = "movielens")]
+    format: InputFormat,
+    /// CSV: user id column.
+    #[arg(long, default_value = "user")]
+    user_col: String,
+    /// CSV: item id column.
+    #[arg(long, default_value = "item")]
+    item_col: String,
+    /// CSV: rating column ("" for implicit data without ratings).
+    #[arg(long, default_value = "rating")]
+    rating_col: String,
+    /// CSV: Unix-seconds timestamp column ("" for none).
+    #[arg(long, default_value = "timestamp")]
+    time_col: String,
+    /// CSV: field delimiter.
+    #[arg(long, default_value = ",")]
+    delimiter: char,
+
+    #[arg(long, value_enum)]
+    algo: Algo,
+    #[arg(long)]
+    factors: Option<usize>,
+    #[arg(long)]
+    iterations: Option<usize>,
+    #[arg(long)]
+    reg: Option<f32>,
+    #[arg(long)]
+    alpha: Option<f32>,
+    #[arg(long)]
+    lr: Option<f32>,
+    #[arg(long)]
+    neighbors: Option<usize>,
+    #[arg(long)]
+    shrink: Option<f32>,
+
+    #[arg(long, value_enum)]
+    protocol: Protocol,
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Drop interactions rated below this (recbole: 3 by default on rated data).
+    #[arg(long)]
+    min_rating: Option<f32>,
+    /// Cut-off of the ranking metrics.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Users whose test items go into the artifact's holdout section.
+    #[arg(long, default_value_t = 2000)]
+    holdout_users: usize,
+    /// Model name (default: the --publish directory's name, else the algorithm).
+    #[arg(long)]
+    name: Option<String>,
+
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the artifact to this file.
+    #[arg(long, conflicts_with = "publish")]
+    out: Option<PathBuf>,
+    /// Publish the artifact as the next version of this model directory.
+    #[arg(long)]
+    publish: Option<PathBuf>,
+    /// Write the split (train/valid/test .tsv: user, item, rating) here.
+    #[arg(long)]
+    dump_split: Option<PathBuf>,
+    /// Write each evaluated user's top-K (user TAB item,item,...) here.
+    #[arg(long)]
+    dump_topk: Option<PathBuf>,
+    /// No progress messages.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() {
+    if let Err(e) = run_cli(Cli::parse()) {
+        eprintln!("vitrine-train: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run_cli(cli: Cli) -> Result<()> {
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 || cli.k == 0 {
+        bail!("--threads and --k must be positive");
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("starting the thread pool")?;
+    let format = match cli.format {
+        InputFormat::Movielens => Format::MovieLens,
+        InputFormat::Csv => Format::Csv(CsvOptions {
+            user_column: cli.user_col.clone(),
+            item_column: cli.item_col.clone(),
+            rating_column: Some(cli.rating_col.clone()).filter(|c| !c.is_empty()),
+            time_column: Some(cli.time_col.clone()).filter(|c| !c.is_empty()),
+            delimiter: u8::try_from(cli.delimiter)
+                .context("--delimiter must be one ASCII character")?,
+        }),
+    };
+    let data = read(&cli.input, &format)?;
+    if !cli.quiet {
+        eprintln!(
+            "vitrine-train: read {} interactions, {} users, {} items",
+            data.len(),
+            data.n_users(),
+            data.n_items()
+        );
+    }
+    let mut params = Params::defaults(cli.algo);
+    params.seed = cli.seed;
+    macro_rules! set {
+        ($($field:ident),*) => { $(if let Some(v) = cli.$field { params.$field = v; })* };
+    }
+    set!(factors, iterations, reg, alpha, lr, neighbors, shrink);
+    let name = cli
+        .name
+        .clone()
+        .or_else(|| {
+            cli.publish
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| cli.algo.name().to_string());
+    let cfg = RunConfig {
+        name,
+        algo: cli.algo,
+        params: params.clone(),
+        protocol: cli.protocol,
+        folds: cli.folds,
+        min_rating: cli.min_rating,
+        k: cli.k,
+        threads,
+        holdout_users: cli.holdout_users,
+        quiet: cli.quiet,
+    };
+    let outcome = run(&data, &cfg)?;
+
+    println!("{:<16} {:>10}", "metric", "value");
+    for (key, value) in &outcome.metrics {
+        println!("{key:<16} {value:>10.4}");
+    }
+    println!("{:<16} {:>10.2}", "fit_seconds", outcome.fit_seconds);
+
+    if let Some(path) = &cli.report {
+        let report = serde_json::json!({
+            "algorithm": cli.algo.name(),
+            "params": params,
+            "protocol": cli.protocol.name(),
+            "k": cli.k,
+            "threads": threads,
+            "data": {"path": cli.input.display().to_string(), "fingerprint": data.fingerprint(),
+                     "interactions": data.len(), "users": data.n_users(), "items": data.n_items()},
+            "metrics": outcome.metrics,
+            "fit_seconds": outcome.fit_seconds,
+            "eval_seconds": outcome.eval_seconds,
+            "details": outcome.details,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(dir) = &cli.dump_split {
+        std::fs::create_dir_all(dir)?;
+        for (name, rows) in [
+            ("train", &outcome.split.train),
+            ("valid", &outcome.split.valid),
+            ("test", &outcome.split.test),
+        ] {
+            let mut f =
+                std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{name}.tsv")))?);
+            for &i in rows.iter() {
+                writeln!(
+                    f,
+                    "{}\t{}\t{}",
+                    data.user_ids[data.users[i] as usize],
+                    data.item_ids[data.items[i] as usize],
+                    data.rating(i)
+                )?;
+            }
+        }
+    }
+    if let Some(path) = &cli.dump_topk {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for (user, items) in &outcome.top_k {
+            let ids: Vec<&str> = items
+                .iter()
+                .map(|&i| data.item_ids[i as usize].as_str())
+                .collect();
+            writeln!(f, "{}\t{}", data.user_ids[*user as usize], ids.join(","))?;
+        }
+    }
+    if let Some(path) = &cli.out {
+        vitrine_core::artifact::write_atomically(path, &outcome.artifact)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("vitrine-train: wrote {}", path.display());
+    }
+    if let Some(dir) = &cli.publish {
+        let version = vitrine_core::publish::publish(dir, &[("model.vtr", &outcome.artifact)])
+            .with_context(|| format!("publishing to {}", dir.display()))?;
+        eprintln!("vitrine-train: published {}", version.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,450 @@
+//! The evaluation protocols, end to end: split, fit, build the artifact, and
+//! evaluate that very artifact (what will be served is what was measured).
+//!
+//! - `kfold`: random k-fold over ratings; RMSE and MAE of rating prediction
+//!   (models that predict ratings: `mf`), averaged over folds.
+//! - `recbole`: ratings below `min_rating` (default 3) dropped, per-user random
+//!   80/10/10, full-catalogue ranking with train + valid items masked, @K
+//!   metrics on the test slice.
+//! - `leave-last-out`: each user's latest interaction is the test slice, the
+//!   one before it validation.
+//! - `temporal`: one global time cut: the newest 20% test, the 10% before
+//!   validation.
+//!
+//! The artifact produced is the model of the (first) split, with its
+//! training + validation items as `seen_items` (excluded when serving) and a
+//! sample of the test slice as `holdout` (the server's shadow gate).
+
+use crate::algo::{self, Algo, Model, Params};
+use crate::sparse::Sparse;
+use anyhow::{Result, bail};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use vitrine_core::artifact::{FactorParts, ModelMetadata, ModelParts};
+use vitrine_core::csr::CsrParts;
+use vitrine_core::dataset::Interactions;
+use vitrine_core::evaluate::{UserCase, evaluate_ranking};
+use vitrine_core::metrics::{mae, rmse};
+use vitrine_core::split::{self, Split};
+use vitrine_core::{Artifact, ElementType};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Kfold,
+    Recbole,
+    LeaveLastOut,
+    Temporal,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Kfold => "kfold",
+            Protocol::Recbole => "recbole",
+            Protocol::LeaveLastOut => "leave-last-out",
+            Protocol::Temporal => "temporal",
+        }
+    }
+}
+
+/// Everything a run needs besides the data.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub name: String,
+    pub algo: Algo,
+    pub params: Params,
+    pub protocol: Protocol,
+    pub folds: usize,
+    pub min_rating: Option<f32>,
+    pub k: usize,
+    pub threads: usize,
+    /// Users whose test items are kept in the artifact's holdout section.
+    pub holdout_users: usize,
+    pub quiet: bool,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub metrics: BTreeMap<String, f64>,
+    pub fit_seconds: f64,
+    pub eval_seconds: f64,
+    pub details: serde_json::Value,
+    /// The artifact bytes (metrics included in its metadata).
+    pub artifact: Vec<u8>,
+    pub split: Split,
+    /// Top-K item indices per evaluated user (ranking protocols).
+    pub top_k: Vec<(u32, Vec<u32>)>,
+}
+
+fn log(cfg: &RunConfig, message: impl AsRef<str>) {
+    if !cfg.quiet {
+        eprintln!("vitrine-train: {}", message.as_ref());
+    }
+}
+
+pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
+    match cfg.protocol {
+        Protocol::Kfold => run_kfold(data, cfg),
+        _ => run_ranking(data, cfg),
+    }
+}
+
+fn run_kfold(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
+    if !cfg.algo.predicts_ratings() {
+        bail!(
+            "kfold evaluates rating prediction (RMSE, MAE); --algo {} ranks items: use --protocol recbole, leave-last-out or temporal",
+            cfg.algo.name()
+        );
+    }
+    if data.ratings.is_none() {
+        bail!("kfold needs explicit ratings and this data has no rating column");
+    }
+    if cfg.folds < 2 || cfg.folds > data.len() {
+        bail!(
+            "--folds must be between 2 and the number of ratings ({})",
+            data.len()
+        );
+    }
+    let assignment = split::kfold_assignment(data.len(), cfg.folds, cfg.params.seed);
+    let (mut fold_reports, mut sums, mut fit_seconds) = (Vec::new(), (0.0, 0.0), 0.0);
+    let mut first: Option<(Model, Split)> = None;
+    for f in 0..cfg.folds {
+        let round = split::kfold_round(&assignment, f);
+        let train = Sparse::from_interactions(data, &round.train, false);
+        let start = Instant::now();
+        let model = algo::fit(cfg.algo, &train, &cfg.params);
+        let seconds = start.elapsed().as_secs_f64();
+        fit_seconds += seconds;
+        let pairs: Vec<(f64, f64)> = round
+            .test
+            .iter()
+            .map(|&i| {
+                (
+                    f64::from(predict(&model, data.users[i], data.items[i])),
+                    f64::from(data.rating(i)),
+                )
+            })
+            .collect();
+        let (r, m) = (rmse(pairs.iter().copied()), mae(pairs.iter().copied()));
+        log(
+            cfg,
+            format!(
+                "fold {}/{}: rmse {r:.4}, mae {m:.4}, fit {seconds:.2}s",
+                f + 1,
+                cfg.folds
+            ),
+        );
+        sums = (sums.0 + r, sums.1 + m);
+        fold_reports.push(json!({"fold": f, "rmse": r, "mae": m, "fit_seconds": seconds, "test": round.test.len()}));
+        if first.is_none() {
+            first = Some((model, round));
+        }
+    }
+    let n = cfg.folds as f64;
+    let metrics = BTreeMap::from([
+        ("rmse".to_string(), sums.0 / n),
+        ("mae".to_string(), sums.1 / n),
+    ]);
+    let (model, round) = first.expect("at least two folds");
+    let seen = user_lists(data, &round.train);
+    let holdout = sample_users(user_lists(data, &round.test), cfg.holdout_users);
+    let artifact = build_artifact(&model, data, cfg, &round.train, seen, holdout, &metrics)?;
+    Ok(Outcome {
+        metrics,
+        fit_seconds,
+        eval_seconds: 0.0,
+        details: json!({"folds": fold_reports}),
+        artifact,
+        split: round,
+        top_k: Vec::new(),
+    })
+}
+
+/// Rating prediction of an embedding model (f32, as served).
+fn predict(model: &Model, u: u32, i: u32) -> f32 {
+    match model {
+        Model::Embedding {
+            dims,
+            users,
+            items,
+            user_bias,
+            item_bias,
+            global,
+        } => {
+            let (u, i, k) = (u as usize, i as usize, *dims);
+            algo::dot(&users[u * k..(u + 1) * k], &items[i * k..(i + 1) * k])
+                + user_bias.as_ref().map_or(0.0, |b| b[u])
+                + item_bias.as_ref().map_or(0.0, |b| b[i])
+                + global
+        }
+        Model::ItemItem { .. } => 0.0,
+    }
+}
+
+fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
+    let min_rating = match (cfg.protocol, cfg.min_rating, data.ratings.is_some()) {
+        (_, Some(m), _) => Some(m),
+        (Protocol::Recbole, None, true) => Some(3.0),
+        _ => None,
+    };
+    let kept: Vec<usize> = (0..data.len())
+        .filter(|&i| min_rating.is_none_or(|m| data.rating(i) >= m))
+        .collect();
+    let split = match cfg.protocol {
+        Protocol::Recbole => split::recbole(data, [0.8, 0.1, 0.1], min_rating, cfg.params.seed),
+        Protocol::LeaveLastOut => restrict(
+            split::leave_last_out(data).map_err(anyhow::Error::msg)?,
+            &kept,
+        ),
+        Protocol::Temporal => restrict(
+            split::temporal(data, 0.1, 0.2).map_err(anyhow::Error::msg)?,
+            &kept,
+        ),
+        Protocol::Kfold => unreachable!("handled by run_kfold"),
+    };
+    if split.train.is_empty() || split.test.is_empty() {
+        bail!(
+            "the split left an empty train or test slice ({} / {} rows)",
+            split.train.len(),
+            split.test.len()
+        );
+    }
+    log(
+        cfg,
+        format!(
+            "{} split: {} train, {} valid, {} test",
+            cfg.protocol.name(),
+            split.train.len(),
+            split.valid.len(),
+            split.test.len()
+        ),
+    );
+    let train = Sparse::from_interactions(data, &split.train, !cfg.algo.predicts_ratings());
+    let start = Instant::now();
+    let model = algo::fit(cfg.algo, &train, &cfg.params);
+    let fit_seconds = start.elapsed().as_secs_f64();
+    log(
+        cfg,
+        format!("{} fitted in {fit_seconds:.2}s", cfg.algo.name()),
+    );
+
+    let history = train.row_lists();
+    let mut train_valid = split.train.clone();
+    train_valid.extend_from_slice(&split.valid);
+    let exclude = user_lists(data, &train_valid);
+    let relevant = user_lists(data, &split.test);
+    let holdout = sample_users(relevant.clone(), cfg.holdout_users);
+    let empty = BTreeMap::new();
+    let bytes = build_artifact(
+        &model,
+        data,
+        cfg,
+        &split.train,
+        exclude.clone(),
+        holdout.clone(),
+        &empty,
+    )?;
+    let art = Artifact::from_bytes(&bytes)?;
+
+    let start = Instant::now();
+    let cases: Vec<UserCase<'_>> = (0..data.n_users())
+        .filter(|&u| !relevant[u].is_empty())
+        .map(|u| UserCase {
+            user: u as u32,
+            history: &history[u],
+            exclude: &exclude[u],
+            relevant: &relevant[u],
+        })
+        .collect();
+    let accumulated = evaluate_ranking(&art, &cases, cfg.k, cfg.threads);
+    let metrics = accumulated.finish();
+    let eval_seconds = start.elapsed().as_secs_f64();
+    log(
+        cfg,
+        format!(
+            "evaluated {} users in {eval_seconds:.2}s",
+            accumulated.users()
+        ),
+    );
+    let top_k = top_k_lists(&art, &cases, cfg.k);
+    let artifact = build_artifact(&model, data, cfg, &split.train, exclude, holdout, &metrics)?;
+    let details = json!({"split": {"train": split.train.len(), "valid": split.valid.len(), "test": split.test.len()},
+                         "min_rating": min_rating, "evaluated_users": accumulated.users()});
+    Ok(Outcome {
+        metrics,
+        fit_seconds,
+        eval_seconds,
+        details,
+        artifact,
+        split,
+        top_k,
+    })
+}
+
+/// Top-K lists per case (for cross-checking metrics outside Rust).
+fn top_k_lists(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> Vec<(u32, Vec<u32>)> {
+    use vitrine_core::scan::{ItemScanner, top_k_neighbors};
+    let mut out = Vec::with_capacity(cases.len());
+    match (art.user_factors(), art.item_factors(), art.item_neighbors()) {
+        (Some(users), Some(items), _) => {
+            let scanner = ItemScanner::new(items, art.item_bias_padded());
+            let mut row = vec![0.0; users.padded_dims];
+            for c in cases {
+                users.row_f32(c.user as usize, &mut row);
+                let offset = art.user_bias().map_or(0.0, |b| b[c.user as usize])
+                    + art.metadata().global_bias;
+                let top = scanner.top_k(&scanner.prepare(&row, offset), k, |i| {
+                    c.exclude.binary_search(&i).is_err()
+                });
+                out.push((c.user, top.iter().map(|s| s.item).collect()));
+            }
+        }
+        (_, _, Some(n)) => {
+            for c in cases {
+                let top = top_k_neighbors(&n, c.history, None, k, |i| {
+                    c.exclude.binary_search(&i).is_err()
+                });
+                out.push((c.user, top.iter().map(|s| s.item).collect()));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Keeps the rows of `split` that are in `kept` (sorted).
+fn restrict(split: Split, kept: &[usize]) -> Split {
+    let keep = |rows: Vec<usize>| {
+        rows.into_iter()
+            .filter(|r| kept.binary_search(r).is_ok())
+            .collect()
+    };
+    Split {
+        train: keep(split.train),
+        valid: keep(split.valid),
+        test: keep(split.test),
+    }
+}
+
+/// Sorted, de-duplicated item lists per user for `rows`.
+fn user_lists(data: &Interactions, rows: &[usize]) -> Vec<Vec<u32>> {
+    let mut lists = vec![Vec::new(); data.n_users()];
+    for &i in rows {
+        lists[data.users[i] as usize].push(data.items[i]);
+    }
+    for l in &mut lists {
+        l.sort_unstable();
+        l.dedup();
+    }
+    lists
+}
+
+/// Keeps the lists of at most `n` users (evenly spaced), empties the rest.
+fn sample_users(mut lists: Vec<Vec<u32>>, n: usize) -> Vec<Vec<u32>> {
+    let with_items: Vec<usize> = (0..lists.len()).filter(|&u| !lists[u].is_empty()).collect();
+    if with_items.len() > n {
+        let step = with_items.len() as f64 / n.max(1) as f64;
+        let chosen: std::collections::HashSet<usize> = (0..n)
+            .map(|j| with_items[(j as f64 * step) as usize])
+            .collect();
+        for (u, l) in lists.iter_mut().enumerate() {
+            if !chosen.contains(&u) {
+                l.clear();
+            }
+        }
+    }
+    lists
+}
+
+fn build_artifact(
+    model: &Model,
+    data: &Interactions,
+    cfg: &RunConfig,
+    train_rows: &[usize],
+    seen: Vec<Vec<u32>>,
+    holdout: Vec<Vec<u32>>,
+    metrics: &BTreeMap<String, f64>,
+) -> Result<Vec<u8>> {
+    let mut meta = ModelMetadata::new(cfg.name.clone(), cfg.algo.name());
+    if let serde_json::Value::Object(params) = serde_json::to_value(&cfg.params)? {
+        meta.params = params;
+    }
+    meta.params
+        .insert("protocol".into(), cfg.protocol.name().into());
+    meta.params.insert("k".into(), cfg.k.into());
+    meta.data_fingerprint = data.fingerprint();
+    meta.trained_at = rfc3339_now();
+    meta.metrics = metrics.clone();
+    let mut popularity = vec![0.0f32; data.n_items()];
+    for &i in train_rows {
+        popularity[data.items[i] as usize] += 1.0;
+    }
+    let as_csr = |lists: Vec<Vec<u32>>| {
+        CsrParts::from_rows(
+            lists
+                .into_iter()
+                .map(|l| l.into_iter().map(|i| (i, 1.0)).collect())
+                .collect(),
+            false,
+        )
+    };
+    let mut parts = ModelParts {
+        metadata: meta,
+        user_ids: Some(data.user_ids.clone()),
+        item_ids: data.item_ids.clone(),
+        factors: None,
+        neighbors: None,
+        seen_items: Some(as_csr(seen)),
+        item_popularity: Some(popularity),
+        attributes: None,
+        holdout: Some(as_csr(holdout)),
+    };
+    match model {
+        Model::Embedding {
+            dims,
+            users,
+            items,
+            user_bias,
+            item_bias,
+            global,
+        } => {
+            parts.metadata.global_bias = *global;
+            parts.factors = Some(FactorParts {
+                dims: *dims,
+                dtype: ElementType::F32,
+                users: users.clone(),
+                items: items.clone(),
+                user_bias: user_bias.clone(),
+                item_bias: item_bias.clone(),
+            });
+        }
+        Model::ItemItem { neighbors } => parts.neighbors = Some(neighbors.clone()),
+    }
+    Ok(parts.encode()?)
+}
+
+/// The current UTC time as RFC 3339 (`2026-12-04T16:58:11Z`).
+pub fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

@@ -3,4 +3,5 @@
 
 pub mod algo;
 pub mod protocol;
+pub mod search;
 pub mod sparse;

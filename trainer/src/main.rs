@@ -78,6 +78,18 @@ struct Cli {
     /// Users whose test items go into the artifact's holdout section.
     #[arg(long, default_value_t = 2000)]
     holdout_users: usize,
+    /// Search hyper-parameters on the validation slice first, e.g.
+    /// "reg=100..2000:log,neighbors=200|500" (see docs and search.rs).
+    #[arg(long)]
+    search: Option<vitrine_train::search::Space>,
+    /// Configurations to try.
+    #[arg(long, default_value_t = 16)]
+    trials: usize,
+    #[arg(long, value_enum, default_value = "random")]
+    search_method: vitrine_train::search::Method,
+    /// Successive halving: keep 1/eta of the configurations per rung.
+    #[arg(long, default_value_t = 3)]
+    eta: usize,
     /// Model name (default: the --publish directory's name, else the algorithm).
     #[arg(long)]
     name: Option<String>,
@@ -167,6 +179,15 @@ fn run_cli(cli: Cli) -> Result<()> {
         threads,
         holdout_users: cli.holdout_users,
         quiet: cli.quiet,
+        search: cli
+            .search
+            .clone()
+            .map(|space| vitrine_train::protocol::SearchConfig {
+                space,
+                method: cli.search_method,
+                trials: cli.trials,
+                eta: cli.eta,
+            }),
     };
     let outcome = run(&data, &cfg)?;
 
@@ -179,7 +200,7 @@ fn run_cli(cli: Cli) -> Result<()> {
     if let Some(path) = &cli.report {
         let report = serde_json::json!({
             "algorithm": cli.algo.name(),
-            "params": params,
+            "params": outcome.details.get("search").map_or(serde_json::to_value(&params)?, |s| s["best_params"].clone()),
             "protocol": cli.protocol.name(),
             "k": cli.k,
             "threads": threads,

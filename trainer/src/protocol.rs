@@ -16,6 +16,7 @@
 //! sample of the test slice as `holdout` (the server's shadow gate).
 
 use crate::algo::{self, Algo, Model, Params};
+use crate::search;
 use crate::sparse::Sparse;
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -62,6 +63,17 @@ pub struct RunConfig {
     /// Users whose test items are kept in the artifact's holdout section.
     pub holdout_users: usize,
     pub quiet: bool,
+    /// Hyper-parameter search before the final fit.
+    pub search: Option<SearchConfig>,
+}
+
+/// `--search` settings.
+#[derive(Clone, Debug)]
+pub struct SearchConfig {
+    pub space: search::Space,
+    pub method: search::Method,
+    pub trials: usize,
+    pub eta: usize,
 }
 
 /// What a run produced.
@@ -85,10 +97,126 @@ fn log(cfg: &RunConfig, message: impl AsRef<str>) {
 }
 
 pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
-    match cfg.protocol {
-        Protocol::Kfold => run_kfold(data, cfg),
-        _ => run_ranking(data, cfg),
+    let Some(sc) = &cfg.search else {
+        return match cfg.protocol {
+            Protocol::Kfold => run_kfold(data, cfg),
+            _ => run_ranking(data, cfg),
+        };
+    };
+    // Search on the validation slice, then run the protocol with the winner.
+    let iterative = matches!(cfg.algo, Algo::Als | Algo::Mf | Algo::Bpr);
+    let start = Instant::now();
+    let (best, trials) = match cfg.protocol {
+        Protocol::Kfold => {
+            let (train, valid) = kfold_validation_rows(data, cfg)?;
+            search::search(
+                &cfg.params,
+                &sc.space,
+                sc.method,
+                sc.trials,
+                sc.eta,
+                iterative,
+                |p| {
+                    let model =
+                        algo::fit(cfg.algo, &Sparse::from_interactions(data, &train, false), p);
+                    let pairs = valid.iter().map(|&i| {
+                        (
+                            f64::from(predict(&model, data.users[i], data.items[i])),
+                            f64::from(data.rating(i)),
+                        )
+                    });
+                    Ok(-rmse(pairs))
+                },
+            )?
+        }
+        _ => {
+            let (split, _) = ranking_split(data, cfg)?;
+            if split.valid.is_empty() {
+                bail!(
+                    "the {} split has no validation slice to search on",
+                    cfg.protocol.name()
+                );
+            }
+            let train = Sparse::from_interactions(data, &split.train, !cfg.algo.predicts_ratings());
+            let history = train.row_lists();
+            let relevant = user_lists(data, &split.valid);
+            search::search(
+                &cfg.params,
+                &sc.space,
+                sc.method,
+                sc.trials,
+                sc.eta,
+                iterative,
+                |p| {
+                    let model = algo::fit(cfg.algo, &train, p);
+                    let bytes = build_artifact(
+                        &model,
+                        data,
+                        cfg,
+                        &split.train,
+                        history.clone(),
+                        vec![Vec::new(); data.n_users()],
+                        &BTreeMap::new(),
+                    )?;
+                    let art = Artifact::from_bytes(&bytes)?;
+                    let cases: Vec<UserCase<'_>> = (0..data.n_users())
+                        .filter(|&u| !relevant[u].is_empty())
+                        .map(|u| UserCase {
+                            user: u as u32,
+                            history: &history[u],
+                            exclude: &history[u],
+                            relevant: &relevant[u],
+                        })
+                        .collect();
+                    Ok(evaluate_ranking(&art, &cases, cfg.k, cfg.threads).finish()
+                        [&format!("ndcg@{}", cfg.k)])
+                },
+            )?
+        }
+    };
+    let objective = if cfg.protocol == Protocol::Kfold {
+        "-rmse (validation)"
+    } else {
+        "ndcg@k (validation)"
+    };
+    log(
+        cfg,
+        format!(
+            "search: {} trials in {:.1}s, best {:?}",
+            trials.len(),
+            start.elapsed().as_secs_f64(),
+            trials.iter().map(|t| t.score).fold(f64::MIN, f64::max)
+        ),
+    );
+    let final_cfg = RunConfig {
+        params: best.clone(),
+        search: None,
+        ..cfg.clone()
+    };
+    let mut outcome = run(data, &final_cfg)?;
+    outcome.details["search"] = json!({
+        "method": sc.method, "space": sc.space, "objective": objective, "trials": trials,
+        "best_params": best, "iterative": iterative,
+        "note": if iterative || sc.method == search::Method::Random { "" } else { "successive halving needs an iterative algorithm; ran random search" },
+    });
+    Ok(outcome)
+}
+
+/// Validation rows for searching under kfold: the first fold's training rows,
+/// 90% to fit and a seeded 10% to score.
+fn kfold_validation_rows(data: &Interactions, cfg: &RunConfig) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !cfg.algo.predicts_ratings() || data.ratings.is_none() {
+        bail!("kfold search needs a rating model (--algo mf) and rated data");
     }
+    let assignment = split::kfold_assignment(data.len(), cfg.folds.max(2), cfg.params.seed);
+    let mut rows = split::kfold_round(&assignment, 0).train;
+    split::shuffle(
+        &mut rows,
+        &mut vitrine_core::synthetic::SplitMix64::new(cfg.params.seed ^ 0xfeed),
+    );
+    let cut = rows.len() * 9 / 10;
+    let valid = rows.split_off(cut);
+    Ok((rows, valid))
 }
 
 fn run_kfold(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
@@ -183,7 +311,8 @@ fn predict(model: &Model, u: u32, i: u32) -> f32 {
     }
 }
 
-fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
+/// The protocol's split (and the rating threshold it applied).
+fn ranking_split(data: &Interactions, cfg: &RunConfig) -> Result<(Split, Option<f32>)> {
     let min_rating = match (cfg.protocol, cfg.min_rating, data.ratings.is_some()) {
         (_, Some(m), _) => Some(m),
         (Protocol::Recbole, None, true) => Some(3.0),
@@ -204,6 +333,11 @@ fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         ),
         Protocol::Kfold => unreachable!("handled by run_kfold"),
     };
+    Ok((split, min_rating))
+}
+
+fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
+    let (split, min_rating) = ranking_split(data, cfg)?;
     if split.train.is_empty() || split.test.is_empty() {
         bail!(
             "the split left an empty train or test slice ({} / {} rows)",

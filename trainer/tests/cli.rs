@@ -302,3 +302,95 @@ fn bad_input_and_bad_requests_are_clear_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("/no/such/log.csv"), "{err}");
 }
+
+#[test]
+fn search_scores_on_validation_and_reports_every_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path());
+    let report = dir.path().join("search.json");
+    let (r, _) = run_ok(
+        &log,
+        &[
+            "--algo",
+            "ease",
+            "--protocol",
+            "recbole",
+            "--search",
+            "reg=1..500:log",
+            "--trials",
+            "4",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let s = &r["details"]["search"];
+    assert_eq!(s["trials"].as_array().unwrap().len(), 4);
+    let best = s["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["score"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    let chosen = s["best_params"]["reg"].as_f64().unwrap();
+    let chosen_score = s["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["params"]["reg"].as_f64().unwrap() == chosen)
+        .unwrap()["score"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(chosen_score, best, "the best validation trial is chosen");
+    assert_eq!(
+        r["params"]["reg"].as_f64().unwrap(),
+        chosen,
+        "and the final model uses it"
+    );
+
+    let report = dir.path().join("halving.json");
+    let (r, _) = run_ok(
+        &log,
+        &[
+            "--algo",
+            "als",
+            "--protocol",
+            "recbole",
+            "--iterations",
+            "9",
+            "--search",
+            "reg=0.01..2:log,factors=8|16",
+            "--search-method",
+            "halving",
+            "--trials",
+            "9",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let budgets: Vec<u64> = r["details"]["search"]["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["budget"].as_u64().unwrap())
+        .collect();
+    assert_eq!(budgets.len(), 9 + 3 + 1);
+    assert_eq!(*budgets.last().unwrap(), 9);
+
+    let mut args = csv_args(&log);
+    args.extend(
+        [
+            "--algo",
+            "ease",
+            "--protocol",
+            "recbole",
+            "--search",
+            "depth=1..3",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = train(&args);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown parameter \"depth\""), "{err}");
+}

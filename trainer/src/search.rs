@@ -61,7 +61,7 @@ impl std::str::FromStr for Space {
                     None => (hi, false),
                 };
                 let (lo, hi) = (number(lo)?, number(hi)?);
-                if !(lo < hi) || (log && lo <= 0.0) {
+                if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) || (log && lo <= 0.0) {
                     return Err(format!("{part:?}: need lo < hi (and lo > 0 for :log)"));
                 }
                 Dim::Range { lo, hi, log }

@@ -5,9 +5,19 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use std::io::Write;
 use std::path::PathBuf;
-use vitrine_core::dataset::{CsvOptions, Format, read};
+use vitrine_core::dataset::{Cleaning, CsvOptions, Duplicates, Format, clean, read};
 use vitrine_train::algo::{Algo, Params};
 use vitrine_train::protocol::{Protocol, RunConfig, run};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Dedup {
+    /// Keep every row.
+    Keep,
+    /// The latest row of a repeated (user, item) pair wins.
+    Last,
+    /// One row per pair with the ratings summed (e.g. purchase counts).
+    Sum,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum InputFormat {
@@ -42,6 +52,22 @@ struct Cli {
     /// CSV: field delimiter.
     #[arg(long, default_value = ",")]
     delimiter: char,
+
+    /// Repeated (user, item) pairs.
+    #[arg(long, value_enum, default_value = "keep")]
+    dedup: Dedup,
+    /// Drop users with fewer interactions (repeated with --min-item-interactions until both hold).
+    #[arg(long, default_value_t = 0)]
+    min_user_interactions: usize,
+    /// Drop items with fewer interactions.
+    #[arg(long, default_value_t = 0)]
+    min_item_interactions: usize,
+    /// Keep interactions at or after this Unix time.
+    #[arg(long)]
+    time_from: Option<i64>,
+    /// Keep interactions before this Unix time.
+    #[arg(long)]
+    time_until: Option<i64>,
 
     #[arg(long, value_enum)]
     algo: Algo,
@@ -152,6 +178,35 @@ fn run_cli(cli: Cli) -> Result<()> {
             data.n_items()
         );
     }
+    let cleaning = Cleaning {
+        time_window: (cli.time_from, cli.time_until),
+        // Rating thresholds belong to the protocol (--min-rating), so that
+        // splits see the same log the protocol defines.
+        min_rating: None,
+        duplicates: match cli.dedup {
+            Dedup::Keep => Duplicates::Keep,
+            Dedup::Last => Duplicates::LastWins,
+            Dedup::Sum => Duplicates::Sum,
+        },
+        min_user_interactions: cli.min_user_interactions,
+        min_item_interactions: cli.min_item_interactions,
+    };
+    let data = if cleaning == Cleaning::default() {
+        data
+    } else {
+        let cleaned = clean(&data, &cleaning)
+            .map_err(anyhow::Error::msg)
+            .context("cleaning the input")?;
+        if !cli.quiet {
+            eprintln!(
+                "vitrine-train: after cleaning {} interactions, {} users, {} items",
+                cleaned.len(),
+                cleaned.n_users(),
+                cleaned.n_items()
+            );
+        }
+        cleaned
+    };
     let mut params = Params::defaults(cli.algo);
     params.seed = cli.seed;
     macro_rules! set {

@@ -394,3 +394,50 @@ fn search_scores_on_validation_and_reports_every_trial() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown parameter \"depth\""), "{err}");
 }
+
+#[test]
+fn cleaning_flags_shrink_the_data_before_the_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path());
+    let report = dir.path().join("clean.json");
+    let (r, _) = run_ok(
+        &log,
+        &[
+            "--algo",
+            "popular",
+            "--protocol",
+            "recbole",
+            "--dedup",
+            "last",
+            "--min-user-interactions",
+            "15",
+            "--min-item-interactions",
+            "5",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let users = r["data"]["users"].as_u64().unwrap();
+    assert!(
+        users < 151,
+        "users with fewer than 15 interactions are dropped ({users})"
+    );
+
+    let mut args = csv_args(&log);
+    args.extend(
+        [
+            "--algo",
+            "popular",
+            "--protocol",
+            "recbole",
+            "--min-user-interactions",
+            "100000",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = train(&args);
+    assert_eq!(code, 1);
+    assert!(err.contains("no interactions left after cleaning"), "{err}");
+}

@@ -8,7 +8,7 @@ venv=target/bench-venv
 python=""
 if command -v python3 >/dev/null; then
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || true
-  if [ -x "$venv/bin/python" ] && "$venv/bin/pip" install -q numpy scipy implicit scikit-surprise >/dev/null 2>&1; then
+  if [ -x "$venv/bin/python" ] && "$venv/bin/pip" install -q numpy scipy pandas implicit scikit-surprise >/dev/null 2>&1; then
     python="$venv/bin/python"
   else
     echo "accuracy: could not install the Python anchors; they will be reported as skipped" >&2

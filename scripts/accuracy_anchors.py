@@ -4,6 +4,8 @@
   surprise-kfold U_DATA           Surprise SVD, 5-fold RMSE/MAE and total fit time
   implicit-als SPLIT_DIR K        implicit ALS on a dumped split: NDCG/recall@K, fit time
   metrics SPLIT_DIR TOPK_FILE K   numpy metrics of Vitrine's dumped top-K lists
+  implicit-scale TSV THREADS IT   implicit ALS on a large log: time and peak RSS
+  measure CMD...                  wall time and peak RSS of one command
 Each prints one JSON object.
 """
 import json, sys, time
@@ -88,10 +90,51 @@ def metrics(d, topk_file, k):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    if cmd == "surprise-kfold":
+    if cmd == "measure":
+        out = measure_child(args)
+    elif cmd == "implicit-scale":
+        out = implicit_scale(args[0], int(args[1]), int(args[2]))
+    elif cmd == "surprise-kfold":
         out = surprise_kfold(args[0])
     elif cmd == "implicit-als":
         out = implicit_als(args[0], int(args[1]))
     else:
         out = metrics(args[0], args[1], int(args[2]))
     print(json.dumps(out))
+
+
+def implicit_scale(path, threads, iterations):
+    """implicit ALS on a large TSV log (user, item, rating, ts): wall time of
+    load + fit, fit alone, and this process's peak RSS."""
+    import resource
+    import pandas as pd
+    import scipy.sparse as sp
+    from implicit.als import AlternatingLeastSquares
+    t0 = time.perf_counter()
+    df = pd.read_csv(path, sep="\t", header=None, usecols=[0, 1], names=["u", "i"], dtype={"u": np.int64, "i": np.int64})
+    users, uidx = np.unique(df["u"].to_numpy(), return_inverse=True)
+    items, iidx = np.unique(df["i"].to_numpy(), return_inverse=True)
+    del df
+    m = sp.csr_matrix((np.ones(len(uidx), dtype=np.float32), (uidx.astype(np.int32), iidx.astype(np.int32))),
+                      shape=(len(users), len(items)))
+    m.data[:] = 1.0
+    del uidx, iidx
+    load = time.perf_counter() - t0
+    model = AlternatingLeastSquares(factors=64, regularization=0.5, alpha=3.0, iterations=iterations,
+                                    num_threads=threads, random_state=42, use_gpu=False)
+    t1 = time.perf_counter()
+    model.fit(m, show_progress=False)
+    fit = time.perf_counter() - t1
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"load_seconds": load, "fit_seconds": fit, "total_seconds": time.perf_counter() - t0,
+            "max_rss_mb": rss_mb, "interactions": int(m.nnz), "users": len(users), "items": len(items)}
+
+
+def measure_child(args):
+    """Runs a command; returns its wall time and peak RSS (this wrapper runs
+    only that one child, so RUSAGE_CHILDREN is exactly its peak)."""
+    import resource, subprocess
+    t = time.perf_counter()
+    subprocess.run(args, check=True)
+    return {"total_seconds": time.perf_counter() - t,
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}

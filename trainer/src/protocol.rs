@@ -10,6 +10,9 @@
 //!   one before it validation.
 //! - `temporal`: one global time cut: the newest 20% test, the 10% before
 //!   validation.
+//! - `none`: no evaluation; the model is fitted on every interaction (what a
+//!   scheduled retraining job publishes once a protocol has chosen its
+//!   parameters). The artifact then has no holdout.
 //!
 //! The artifact produced is the model of the (first) split, with its
 //! training + validation items as `seen_items` (excluded when serving) and a
@@ -32,6 +35,8 @@ use vitrine_core::{Artifact, ElementType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
+    /// No evaluation: fit on every interaction (production retraining).
+    None,
     Kfold,
     Recbole,
     LeaveLastOut,
@@ -41,6 +46,7 @@ pub enum Protocol {
 impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
+            Protocol::None => "none",
             Protocol::Kfold => "kfold",
             Protocol::Recbole => "recbole",
             Protocol::LeaveLastOut => "leave-last-out",
@@ -99,6 +105,7 @@ fn log(cfg: &RunConfig, message: impl AsRef<str>) {
 pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
     let Some(sc) = &cfg.search else {
         return match cfg.protocol {
+            Protocol::None => run_fit_only(data, cfg),
             Protocol::Kfold => run_kfold(data, cfg),
             _ => run_ranking(data, cfg),
         };
@@ -107,6 +114,7 @@ pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
     let iterative = matches!(cfg.algo, Algo::Als | Algo::Mf | Algo::Bpr);
     let start = Instant::now();
     let (best, trials) = match cfg.protocol {
+        Protocol::None => bail!("--search needs a protocol with a validation slice, not none"),
         Protocol::Kfold => {
             let (train, valid) = kfold_validation_rows(data, cfg)?;
             search::search(
@@ -200,6 +208,54 @@ pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         "note": if iterative || sc.method == search::Method::Random { "" } else { "successive halving needs an iterative algorithm; ran random search" },
     });
     Ok(outcome)
+}
+
+fn run_fit_only(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
+    let rows: Vec<usize> = (0..data.len())
+        .filter(|&i| cfg.min_rating.is_none_or(|m| data.rating(i) >= m))
+        .collect();
+    if rows.is_empty() {
+        bail!(
+            "no interactions rated {} or more",
+            cfg.min_rating.unwrap_or(0.0)
+        );
+    }
+    let train = Sparse::from_interactions(data, &rows, !cfg.algo.predicts_ratings());
+    let start = Instant::now();
+    let model = algo::fit(cfg.algo, &train, &cfg.params);
+    let fit_seconds = start.elapsed().as_secs_f64();
+    log(
+        cfg,
+        format!(
+            "{} fitted on all {} interactions in {fit_seconds:.2}s",
+            cfg.algo.name(),
+            rows.len()
+        ),
+    );
+    let seen = train.row_lists();
+    drop(train);
+    let artifact = build_artifact(
+        &model,
+        data,
+        cfg,
+        &rows,
+        seen,
+        vec![Vec::new(); data.n_users()],
+        &BTreeMap::new(),
+    )?;
+    Ok(Outcome {
+        metrics: BTreeMap::new(),
+        fit_seconds,
+        eval_seconds: 0.0,
+        details: json!({"split": {"train": rows.len(), "valid": 0, "test": 0}}),
+        artifact,
+        split: Split {
+            train: rows,
+            valid: Vec::new(),
+            test: Vec::new(),
+        },
+        top_k: Vec::new(),
+    })
 }
 
 /// Validation rows for searching under kfold: the first fold's training rows,
@@ -331,7 +387,7 @@ fn ranking_split(data: &Interactions, cfg: &RunConfig) -> Result<(Split, Option<
             split::temporal(data, 0.1, 0.2).map_err(anyhow::Error::msg)?,
             &kept,
         ),
-        Protocol::Kfold => unreachable!("handled by run_kfold"),
+        Protocol::Kfold | Protocol::None => unreachable!("handled by run_kfold and run_fit_only"),
     };
     Ok((split, min_rating))
 }

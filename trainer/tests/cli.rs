@@ -441,3 +441,30 @@ fn cleaning_flags_shrink_the_data_before_the_protocol() {
     assert_eq!(code, 1);
     assert!(err.contains("no interactions left after cleaning"), "{err}");
 }
+
+#[test]
+fn protocol_none_fits_on_everything_without_evaluating() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path());
+    let out = dir.path().join("all.vtr");
+    let report = dir.path().join("all.json");
+    let (r, _) = run_ok(
+        &log,
+        &[
+            "--algo",
+            "als",
+            "--protocol",
+            "none",
+            "--out",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(r["metrics"].as_object().unwrap().is_empty());
+    let art = Artifact::open(&out).unwrap();
+    assert_eq!(art.holdout().unwrap().nnz(), 0);
+    // Every interaction is a seen item: "whale" has seen all 80 items.
+    let whale = art.user_ids().unwrap().index_of("whale").unwrap() as usize;
+    assert_eq!(art.seen_items().unwrap().row(whale).len(), 80);
+}

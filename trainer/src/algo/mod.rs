@@ -92,8 +92,8 @@ impl Params {
             Algo::Bpr => Params {
                 factors: 64,
                 iterations: 40,
-                reg: 0.002,
-                lr: 0.05,
+                reg: 0.00025,
+                lr: 0.025,
                 ..base
             },
             Algo::Ease => Params {

@@ -123,6 +123,8 @@ def main():
                         "--iterations", "10", "--threads", "2", "--protocol", "none", "--quiet",
                         "--report", os.path.join(tmp, "scale.json"), "--out", out_model]
             ours = anchor(a.anchor_python or sys.executable, "measure", *ours_cmd)
+            if ours is None:
+                sys.exit("accuracy: the scale run of vitrine-train failed (see above)")
             with open(os.path.join(tmp, "scale.json")) as f:
                 ours_report = json.load(f)
             theirs = anchor(a.anchor_python, "implicit-scale", big, "2", "10")

@@ -88,21 +88,6 @@ def metrics(d, topk_file, k):
             "precision": float(np.mean([x[2] for x in scores])), "users": len(scores)}
 
 
-if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    if cmd == "measure":
-        out = measure_child(args)
-    elif cmd == "implicit-scale":
-        out = implicit_scale(args[0], int(args[1]), int(args[2]))
-    elif cmd == "surprise-kfold":
-        out = surprise_kfold(args[0])
-    elif cmd == "implicit-als":
-        out = implicit_als(args[0], int(args[1]))
-    else:
-        out = metrics(args[0], args[1], int(args[2]))
-    print(json.dumps(out))
-
-
 def implicit_scale(path, threads, iterations):
     """implicit ALS on a large TSV log (user, item, rating, ts): wall time of
     load + fit, fit alone, and this process's peak RSS."""
@@ -138,3 +123,18 @@ def measure_child(args):
     subprocess.run(args, check=True)
     return {"total_seconds": time.perf_counter() - t,
             "max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "measure":
+        out = measure_child(args)
+    elif cmd == "implicit-scale":
+        out = implicit_scale(args[0], int(args[1]), int(args[2]))
+    elif cmd == "surprise-kfold":
+        out = surprise_kfold(args[0])
+    elif cmd == "implicit-als":
+        out = implicit_als(args[0], int(args[1]))
+    else:
+        out = metrics(args[0], args[1], int(args[2]))
+    print(json.dumps(out))

@@ -234,6 +234,7 @@ fn run_cli(cli: Cli) -> Result<()> {
         threads,
         holdout_users: cli.holdout_users,
         quiet: cli.quiet,
+        fingerprint: data.fingerprint(),
         search: cli
             .search
             .clone()
@@ -259,7 +260,7 @@ fn run_cli(cli: Cli) -> Result<()> {
             "protocol": cli.protocol.name(),
             "k": cli.k,
             "threads": threads,
-            "data": {"path": cli.input.display().to_string(), "fingerprint": data.fingerprint(),
+            "data": {"path": cli.input.display().to_string(), "fingerprint": cfg.fingerprint,
                      "interactions": data.len(), "users": data.n_users(), "items": data.n_items()},
             "metrics": outcome.metrics,
             "fit_seconds": outcome.fit_seconds,

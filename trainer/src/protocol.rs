@@ -71,6 +71,8 @@ pub struct RunConfig {
     pub quiet: bool,
     /// Hyper-parameter search before the final fit.
     pub search: Option<SearchConfig>,
+    /// `Interactions::fingerprint()` of the data, computed once by the caller.
+    pub fingerprint: String,
 }
 
 /// `--search` settings.
@@ -564,7 +566,7 @@ fn build_artifact(
     meta.params
         .insert("protocol".into(), cfg.protocol.name().into());
     meta.params.insert("k".into(), cfg.k.into());
-    meta.data_fingerprint = data.fingerprint();
+    meta.data_fingerprint = cfg.fingerprint.clone();
     meta.trained_at = rfc3339_now();
     meta.metrics = metrics.clone();
     let mut popularity = vec![0.0f32; data.n_items()];

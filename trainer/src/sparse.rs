@@ -15,27 +15,42 @@ pub struct Sparse {
 
 impl Sparse {
     /// Builds from (row, col, value) triplets; repeated cells are summed.
-    pub fn from_triplets(rows: usize, cols: usize, mut triplets: Vec<(u32, u32, f32)>) -> Self {
-        triplets.sort_unstable_by_key(|t| (t.0, t.1));
+    /// A counting sort by row, then a sort within each (short) row: linear
+    /// in the number of triplets, where one global sort of 50M is seconds.
+    pub fn from_triplets(rows: usize, cols: usize, triplets: Vec<(u32, u32, f32)>) -> Self {
+        let mut starts = vec![0usize; rows + 1];
+        for t in &triplets {
+            starts[t.0 as usize + 1] += 1;
+        }
+        for r in 0..rows {
+            starts[r + 1] += starts[r];
+        }
+        let mut cells: Vec<(u32, f32)> = vec![(0, 0.0); triplets.len()];
+        let mut next = starts.clone();
+        for (r, c, v) in triplets {
+            cells[next[r as usize]] = (c, v);
+            next[r as usize] += 1;
+        }
         let mut m = Sparse {
             rows,
             cols,
             indptr: vec![0; rows + 1],
             ..Sparse::default()
         };
-        let mut last: Option<(u32, u32)> = None;
-        for (r, c, v) in triplets {
-            if last == Some((r, c)) {
-                *m.values.last_mut().expect("a value per index") += v;
-                continue;
-            }
-            last = Some((r, c));
-            m.indices.push(c);
-            m.values.push(v);
-            m.indptr[r as usize + 1] += 1;
-        }
+        m.indices.reserve(cells.len());
+        m.values.reserve(cells.len());
         for r in 0..rows {
-            m.indptr[r + 1] += m.indptr[r];
+            let row = &mut cells[starts[r]..starts[r + 1]];
+            row.sort_unstable_by_key(|cell| cell.0);
+            for &(c, v) in row.iter() {
+                if m.indices.len() > m.indptr[r] && m.indices.last() == Some(&c) {
+                    *m.values.last_mut().expect("a value per index") += v;
+                } else {
+                    m.indices.push(c);
+                    m.values.push(v);
+                }
+            }
+            m.indptr[r + 1] = m.indices.len();
         }
         m
     }

@@ -122,7 +122,7 @@ fn every_algorithm_and_protocol_yields_an_evaluated_servable_artifact() {
         let meta = art.metadata();
         assert_eq!(meta.algorithm, algo);
         assert_eq!(meta.n_users, 151);
-        assert!(!meta.trained_at.is_empty() && meta.data_fingerprint.starts_with("fnv1a64:"));
+        assert!(!meta.trained_at.is_empty() && meta.data_fingerprint.starts_with("v2:"));
         let expected_kind = if matches!(algo, "itemknn" | "userknn" | "ease") {
             ModelKind::ItemNeighbors
         } else {

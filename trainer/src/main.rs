@@ -148,6 +148,18 @@ fn main() {
 }
 
 fn run_cli(cli: Cli) -> Result<()> {
+    // Logs (tracing) to stderr: progress messages at info, or only warnings
+    // with --quiet.
+    let level = if cli.quiet {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::INFO
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_max_level(level)
+        .init();
     let threads = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -170,14 +182,12 @@ fn run_cli(cli: Cli) -> Result<()> {
         }),
     };
     let data = read(&cli.input, &format)?;
-    if !cli.quiet {
-        eprintln!(
-            "vitrine-train: read {} interactions, {} users, {} items",
-            data.len(),
-            data.n_users(),
-            data.n_items()
-        );
-    }
+    tracing::info!(
+        "read {} interactions, {} users, {} items",
+        data.len(),
+        data.n_users(),
+        data.n_items()
+    );
     let cleaning = Cleaning {
         time_window: (cli.time_from, cli.time_until),
         // Rating thresholds belong to the protocol (--min-rating), so that
@@ -197,14 +207,12 @@ fn run_cli(cli: Cli) -> Result<()> {
         let cleaned = clean(&data, &cleaning)
             .map_err(anyhow::Error::msg)
             .context("cleaning the input")?;
-        if !cli.quiet {
-            eprintln!(
-                "vitrine-train: after cleaning {} interactions, {} users, {} items",
-                cleaned.len(),
-                cleaned.n_users(),
-                cleaned.n_items()
-            );
-        }
+        tracing::info!(
+            "after cleaning {} interactions, {} users, {} items",
+            cleaned.len(),
+            cleaned.n_users(),
+            cleaned.n_items()
+        );
         cleaned
     };
     let mut params = Params::defaults(cli.algo);
@@ -303,12 +311,12 @@ fn run_cli(cli: Cli) -> Result<()> {
     if let Some(path) = &cli.out {
         vitrine_core::artifact::write_atomically(path, &outcome.artifact)
             .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("vitrine-train: wrote {}", path.display());
+        tracing::info!("wrote {}", path.display());
     }
     if let Some(dir) = &cli.publish {
         let version = vitrine_core::publish::publish(dir, &[("model.vtr", &outcome.artifact)])
             .with_context(|| format!("publishing to {}", dir.display()))?;
-        eprintln!("vitrine-train: published {}", version.display());
+        tracing::info!("published {}", version.display());
     }
     Ok(())
 }

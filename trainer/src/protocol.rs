@@ -98,10 +98,29 @@ pub struct Outcome {
     pub top_k: Vec<(u32, Vec<u32>)>,
 }
 
-fn log(cfg: &RunConfig, message: impl AsRef<str>) {
-    if !cfg.quiet {
-        eprintln!("vitrine-train: {}", message.as_ref());
+fn log(_cfg: &RunConfig, message: impl AsRef<str>) {
+    tracing::info!("{}", message.as_ref());
+}
+
+/// Fits with a progress bar over the iterations (hidden when stderr is not a
+/// terminal, or with --quiet).
+fn fit_model(cfg: &RunConfig, train: &Sparse, params: &Params) -> Model {
+    if cfg.quiet || !algo::is_iterative(cfg.algo) {
+        return algo::fit(cfg.algo, train, params);
     }
+    let bar = indicatif::ProgressBar::new(params.iterations as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} iterations, {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("fitting {}", cfg.algo.name()));
+    let model = algo::fit_with_progress(cfg.algo, train, params, &|done| {
+        bar.set_position(done as u64)
+    });
+    bar.finish_and_clear();
+    model
 }
 
 pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
@@ -113,7 +132,7 @@ pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         };
     };
     // Search on the validation slice, then run the protocol with the winner.
-    let iterative = matches!(cfg.algo, Algo::Als | Algo::Mf | Algo::Bpr);
+    let iterative = algo::is_iterative(cfg.algo);
     let start = Instant::now();
     let (best, trials) = match cfg.protocol {
         Protocol::None => bail!("--search needs a protocol with a validation slice, not none"),
@@ -224,7 +243,7 @@ fn run_fit_only(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
     }
     let train = Sparse::from_interactions(data, &rows, !cfg.algo.predicts_ratings());
     let start = Instant::now();
-    let model = algo::fit(cfg.algo, &train, &cfg.params);
+    let model = fit_model(cfg, &train, &cfg.params);
     let fit_seconds = start.elapsed().as_secs_f64();
     log(
         cfg,
@@ -300,7 +319,7 @@ fn run_kfold(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         let round = split::kfold_round(&assignment, f);
         let train = Sparse::from_interactions(data, &round.train, false);
         let start = Instant::now();
-        let model = algo::fit(cfg.algo, &train, &cfg.params);
+        let model = fit_model(cfg, &train, &cfg.params);
         let seconds = start.elapsed().as_secs_f64();
         fit_seconds += seconds;
         let pairs: Vec<(f64, f64)> = round
@@ -415,7 +434,7 @@ fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
     );
     let train = Sparse::from_interactions(data, &split.train, !cfg.algo.predicts_ratings());
     let start = Instant::now();
-    let model = algo::fit(cfg.algo, &train, &cfg.params);
+    let model = fit_model(cfg, &train, &cfg.params);
     let fit_seconds = start.elapsed().as_secs_f64();
     log(
         cfg,

@@ -12,20 +12,21 @@
 //! Users are independent within a half-iteration, so the result does not
 //! depend on the number of threads.
 
-use super::{Model, Params, dot};
+use super::{Model, OnIteration, Params, dot};
 use crate::sparse::Sparse;
 use rayon::prelude::*;
 use vitrine_core::synthetic::SplitMix64;
 
-pub fn fit(train: &Sparse, p: &Params) -> Model {
+pub fn fit(train: &Sparse, p: &Params, on_iteration: OnIteration<'_>) -> Model {
     let k = p.factors;
     let mut rng = SplitMix64::new(p.seed);
     let mut users: Vec<f32> = (0..train.rows * k).map(|_| rng.next_f32() * 0.01).collect();
     let mut items: Vec<f32> = (0..train.cols * k).map(|_| rng.next_f32() * 0.01).collect();
     let by_item = train.transpose();
-    for _ in 0..p.iterations {
+    for done in 1..=p.iterations {
         solve_side(&mut users, &items, train, k, p);
         solve_side(&mut items, &users, &by_item, k, p);
+        on_iteration(done);
     }
     Model::Embedding {
         dims: k,

@@ -3,11 +3,11 @@
 //! with; ascend ln σ(x_ui − x_uj) with x_ui = p_u·q_i + b_i. One epoch draws
 //! as many triples as there are interactions. Single-threaded, seeded.
 
-use super::{Model, Params, dot};
+use super::{Model, OnIteration, Params, dot};
 use crate::sparse::Sparse;
 use vitrine_core::synthetic::SplitMix64;
 
-pub fn fit(train: &Sparse, p: &Params) -> Model {
+pub fn fit(train: &Sparse, p: &Params, on_iteration: OnIteration<'_>) -> Model {
     let k = p.factors;
     let mut rng = SplitMix64::new(p.seed);
     let mut users: Vec<f32> = (0..train.rows * k)
@@ -25,7 +25,7 @@ pub fn fit(train: &Sparse, p: &Params) -> Model {
     }
     let (lr, reg) = (p.lr, p.reg);
     let mut grad_u = vec![0.0f32; k];
-    for _ in 0..p.iterations {
+    for done in 1..=p.iterations {
         for _ in 0..nnz {
             let e = rng.below(nnz);
             let u = row_of[e] as usize;
@@ -56,6 +56,7 @@ pub fn fit(train: &Sparse, p: &Params) -> Model {
             bias[i] += lr * (g - reg * bias[i]);
             bias[j] += lr * (-g - reg * bias[j]);
         }
+        on_iteration(done);
     }
     Model::Embedding {
         dims: k,

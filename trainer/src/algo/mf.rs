@@ -3,12 +3,12 @@
 //! r̂ = μ + b_u + b_i + p_u·q_i, one pass over the ratings per epoch in a
 //! seeded random order, single-threaded (so bit-for-bit deterministic).
 
-use super::{Model, Params, dot};
+use super::{Model, OnIteration, Params, dot};
 use crate::sparse::Sparse;
 use vitrine_core::split::shuffle;
 use vitrine_core::synthetic::SplitMix64;
 
-pub fn fit(train: &Sparse, p: &Params) -> Model {
+pub fn fit(train: &Sparse, p: &Params, on_iteration: OnIteration<'_>) -> Model {
     let k = p.factors;
     let mut rng = SplitMix64::new(p.seed);
     // Normal(0, 0.1) initial factors via the sum of uniforms (Irwin–Hall).
@@ -25,7 +25,7 @@ pub fn fit(train: &Sparse, p: &Params) -> Model {
     let mu =
         triplets.iter().map(|t| f64::from(t.2)).sum::<f64>() as f32 / triplets.len().max(1) as f32;
     let (lr, reg) = (p.lr, p.reg);
-    for _ in 0..p.iterations {
+    for done in 1..=p.iterations {
         shuffle(&mut triplets, &mut rng);
         for &(u, i, r) in &triplets {
             let (u, i) = (u as usize, i as usize);
@@ -40,6 +40,7 @@ pub fn fit(train: &Sparse, p: &Params) -> Model {
                 *qf += lr * (err * pv - reg * qv);
             }
         }
+        on_iteration(done);
     }
     Model::Embedding {
         dims: k,

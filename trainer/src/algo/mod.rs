@@ -122,18 +122,37 @@ pub enum Model {
     ItemItem { neighbors: CsrParts },
 }
 
+/// Called after each training iteration (iterative algorithms) with the
+/// number of iterations done; drives progress bars.
+pub type OnIteration<'a> = &'a (dyn Fn(usize) + Sync);
+
 /// Fits `algo` on `train` (users × items; values are ratings for MF, 1 for
-/// implicit algorithms) with `threads` threads.
+/// implicit algorithms), on the current rayon thread pool.
 pub fn fit(algo: Algo, train: &Sparse, params: &Params) -> Model {
+    fit_with_progress(algo, train, params, &|_| {})
+}
+
+/// As [`fit`], reporting each finished iteration.
+pub fn fit_with_progress(
+    algo: Algo,
+    train: &Sparse,
+    params: &Params,
+    on_iteration: OnIteration<'_>,
+) -> Model {
     match algo {
         Algo::Popular => popular::fit(train),
         Algo::Itemknn => knn::item_knn(train, params),
         Algo::Userknn => knn::user_knn(train, params),
-        Algo::Mf => mf::fit(train, params),
-        Algo::Als => als::fit(train, params),
-        Algo::Bpr => bpr::fit(train, params),
+        Algo::Mf => mf::fit(train, params, on_iteration),
+        Algo::Als => als::fit(train, params, on_iteration),
+        Algo::Bpr => bpr::fit(train, params, on_iteration),
         Algo::Ease => ease::fit(train, params),
     }
+}
+
+/// Whether `fit` runs iterations (what successive halving budgets).
+pub fn is_iterative(algo: Algo) -> bool {
+    matches!(algo, Algo::Als | Algo::Mf | Algo::Bpr)
 }
 
 /// Keeps the `n` largest-magnitude weights of a dense row (excluding

@@ -188,15 +188,7 @@ pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
                         &BTreeMap::new(),
                     )?;
                     let art = Artifact::from_bytes(&bytes)?;
-                    let cases: Vec<UserCase<'_>> = (0..data.n_users())
-                        .filter(|&u| !relevant[u].is_empty())
-                        .map(|u| UserCase {
-                            user: u as u32,
-                            history: &history[u],
-                            exclude: &history[u],
-                            relevant: &relevant[u],
-                        })
-                        .collect();
+                    let cases = user_cases(&history, &history, &relevant);
                     Ok(evaluate_ranking(&art, &cases, cfg.k, cfg.threads).finish()
                         [&format!("ndcg@{}", cfg.k)])
                 },
@@ -460,15 +452,7 @@ fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
     let art = Artifact::from_bytes(&bytes)?;
 
     let start = Instant::now();
-    let cases: Vec<UserCase<'_>> = (0..data.n_users())
-        .filter(|&u| !relevant[u].is_empty())
-        .map(|u| UserCase {
-            user: u as u32,
-            history: &history[u],
-            exclude: &exclude[u],
-            relevant: &relevant[u],
-        })
-        .collect();
+    let cases = user_cases(&history, &exclude, &relevant);
     let accumulated = evaluate_ranking(&art, &cases, cfg.k, cfg.threads);
     let metrics = accumulated.finish();
     let eval_seconds = start.elapsed().as_secs_f64();
@@ -492,6 +476,23 @@ fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         split,
         top_k,
     })
+}
+
+/// One evaluation case per user with held-out items (lists indexed by user).
+fn user_cases<'a>(
+    history: &'a [Vec<u32>],
+    exclude: &'a [Vec<u32>],
+    relevant: &'a [Vec<u32>],
+) -> Vec<UserCase<'a>> {
+    (0..relevant.len())
+        .filter(|&u| !relevant[u].is_empty())
+        .map(|u| UserCase {
+            user: u as u32,
+            history: &history[u],
+            exclude: &exclude[u],
+            relevant: &relevant[u],
+        })
+        .collect()
 }
 
 /// Top-K lists per case (for cross-checking metrics outside Rust).

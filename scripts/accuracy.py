@@ -160,7 +160,8 @@ def main():
                "| measure | Vitrine | implicit (same run) | Vitrine ≤ implicit |", "|---|---|---|---|"]
         md += [f"| {' | '.join(r)} |" for r in scale_rows]
     md += ["", "Notes from this run:", ""] + [f"- {n}" for n in notes]
-    md += [""]
+    md += ["- Learning curve of ALS on ML-1M (validation NDCG@10 per iteration): [als-ml1m-curve.svg](als-ml1m-curve.svg), "
+           "made by `vitrine-train ... --algo als --protocol recbole --curve docs/als-ml1m-curve.svg`.", ""]
     md += ["## Commands", "", "```"] + cmds + ["```", ""]
     with open(a.out, "w") as f:
         f.write("\n".join(md))

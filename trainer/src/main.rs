@@ -135,9 +135,24 @@ struct Cli {
     /// Write each evaluated user's top-K (user TAB item,item,...) here.
     #[arg(long)]
     dump_topk: Option<PathBuf>,
+    /// Plot validation quality per iteration (als, mf, bpr) to this SVG file.
+    #[arg(long)]
+    curve: Option<PathBuf>,
     /// No progress messages.
     #[arg(long)]
     quiet: bool,
+}
+
+/// The parameters the final model was trained with (the search's pick, if any).
+fn outcome_params(outcome: &vitrine_train::protocol::Outcome, params: &Params) -> Result<Params> {
+    match outcome
+        .details
+        .get("search")
+        .map(|s| s["best_params"].clone())
+    {
+        Some(best) => Ok(serde_json::from_value(best)?),
+        None => Ok(params.clone()),
+    }
 }
 
 fn main() {
@@ -254,6 +269,34 @@ fn run_cli(cli: Cli) -> Result<()> {
             }),
     };
     let outcome = run(&data, &cfg)?;
+    let curve = match &cli.curve {
+        Some(path) => {
+            let final_cfg = RunConfig {
+                params: outcome_params(&outcome, &params)?,
+                search: None,
+                ..cfg.clone()
+            };
+            let points = vitrine_train::protocol::learning_curve(&data, &final_cfg)?;
+            let metric = if cli.protocol == Protocol::Kfold {
+                "−RMSE (validation)".to_string()
+            } else {
+                format!("NDCG@{} (validation)", cli.k)
+            };
+            let title = format!(
+                "{} on {}: {metric} per iteration",
+                cli.algo.name(),
+                cli.input
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            );
+            let svg =
+                vitrine_train::protocol::svg_line_chart(&title, "iterations", &metric, &points);
+            std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!("wrote {}", path.display());
+            Some(points)
+        }
+        None => None,
+    };
 
     println!("{:<16} {:>10}", "metric", "value");
     for (key, value) in &outcome.metrics {
@@ -274,6 +317,7 @@ fn run_cli(cli: Cli) -> Result<()> {
             "fit_seconds": outcome.fit_seconds,
             "eval_seconds": outcome.eval_seconds,
             "details": outcome.details,
+            "curve": curve,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;

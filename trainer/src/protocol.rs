@@ -134,67 +134,16 @@ pub fn run(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
     // Search on the validation slice, then run the protocol with the winner.
     let iterative = algo::is_iterative(cfg.algo);
     let start = Instant::now();
-    let (best, trials) = match cfg.protocol {
-        Protocol::None => bail!("--search needs a protocol with a validation slice, not none"),
-        Protocol::Kfold => {
-            let (train, valid) = kfold_validation_rows(data, cfg)?;
-            search::search(
-                &cfg.params,
-                &sc.space,
-                sc.method,
-                sc.trials,
-                sc.eta,
-                iterative,
-                |p| {
-                    let model =
-                        algo::fit(cfg.algo, &Sparse::from_interactions(data, &train, false), p);
-                    let pairs = valid.iter().map(|&i| {
-                        (
-                            f64::from(predict(&model, data.users[i], data.items[i])),
-                            f64::from(data.rating(i)),
-                        )
-                    });
-                    Ok(-rmse(pairs))
-                },
-            )?
-        }
-        _ => {
-            let (split, _) = ranking_split(data, cfg)?;
-            if split.valid.is_empty() {
-                bail!(
-                    "the {} split has no validation slice to search on",
-                    cfg.protocol.name()
-                );
-            }
-            let train = Sparse::from_interactions(data, &split.train, !cfg.algo.predicts_ratings());
-            let history = train.row_lists();
-            let relevant = user_lists(data, &split.valid);
-            search::search(
-                &cfg.params,
-                &sc.space,
-                sc.method,
-                sc.trials,
-                sc.eta,
-                iterative,
-                |p| {
-                    let model = algo::fit(cfg.algo, &train, p);
-                    let bytes = build_artifact(
-                        &model,
-                        data,
-                        cfg,
-                        &split.train,
-                        history.clone(),
-                        vec![Vec::new(); data.n_users()],
-                        &BTreeMap::new(),
-                    )?;
-                    let art = Artifact::from_bytes(&bytes)?;
-                    let cases = user_cases(&history, &history, &relevant);
-                    Ok(evaluate_ranking(&art, &cases, cfg.k, cfg.threads).finish()
-                        [&format!("ndcg@{}", cfg.k)])
-                },
-            )?
-        }
-    };
+    let mut scorer = validation_scorer(data, cfg)?;
+    let (best, trials) = search::search(
+        &cfg.params,
+        &sc.space,
+        sc.method,
+        sc.trials,
+        sc.eta,
+        iterative,
+        |p| scorer(p),
+    )?;
     let objective = if cfg.protocol == Protocol::Kfold {
         "-rmse (validation)"
     } else {
@@ -269,6 +218,166 @@ fn run_fit_only(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         },
         top_k: Vec::new(),
     })
+}
+
+/// Scores parameters on the validation slice (higher is better).
+pub type ValidationScorer<'a> = Box<dyn FnMut(&Params) -> Result<f64> + 'a>;
+
+/// A function scoring parameters on the validation slice only (higher is
+/// better): NDCG@K of the served artifact for ranking protocols, −RMSE on a
+/// 10% carve-out of the first fold's training rows for kfold. Used by
+/// `--search` and `--curve`; the test slice is never touched.
+pub fn validation_scorer<'a>(
+    data: &'a Interactions,
+    cfg: &'a RunConfig,
+) -> Result<ValidationScorer<'a>> {
+    match cfg.protocol {
+        Protocol::None => bail!("protocol none has no validation slice"),
+        Protocol::Kfold => {
+            let (train_rows, valid) = kfold_validation_rows(data, cfg)?;
+            let train = Sparse::from_interactions(data, &train_rows, false);
+            Ok(Box::new(move |p: &Params| {
+                let model = algo::fit(cfg.algo, &train, p);
+                let pairs = valid.iter().map(|&i| {
+                    (
+                        f64::from(predict(&model, data.users[i], data.items[i])),
+                        f64::from(data.rating(i)),
+                    )
+                });
+                Ok(-rmse(pairs))
+            }))
+        }
+        _ => {
+            let (split, _) = ranking_split(data, cfg)?;
+            if split.valid.is_empty() {
+                bail!("the {} split has no validation slice", cfg.protocol.name());
+            }
+            let train = Sparse::from_interactions(data, &split.train, !cfg.algo.predicts_ratings());
+            let history = train.row_lists();
+            let relevant = user_lists(data, &split.valid);
+            Ok(Box::new(move |p: &Params| {
+                let model = algo::fit(cfg.algo, &train, p);
+                let no_holdout = vec![Vec::new(); data.n_users()];
+                let bytes = build_artifact(
+                    &model,
+                    data,
+                    cfg,
+                    &split.train,
+                    history.clone(),
+                    no_holdout,
+                    &BTreeMap::new(),
+                )?;
+                let art = Artifact::from_bytes(&bytes)?;
+                let cases = user_cases(&history, &history, &relevant);
+                Ok(evaluate_ranking(&art, &cases, cfg.k, cfg.threads).finish()
+                    [&format!("ndcg@{}", cfg.k)])
+            }))
+        }
+    }
+}
+
+/// Validation score after 1, 2, …, `iterations` iterations (each point a
+/// fresh fit: O(n²) iterations in all, for a picture, not for speed).
+pub fn learning_curve(data: &Interactions, cfg: &RunConfig) -> Result<Vec<(usize, f64)>> {
+    if !algo::is_iterative(cfg.algo) {
+        bail!(
+            "--curve plots iterations: use it with als, mf or bpr, not {}",
+            cfg.algo.name()
+        );
+    }
+    let mut scorer = validation_scorer(data, cfg)?;
+    (1..=cfg.params.iterations)
+        .map(|it| {
+            let score = scorer(&Params {
+                iterations: it,
+                ..cfg.params.clone()
+            })?;
+            log(cfg, format!("curve: {it} iterations → {score:.4}"));
+            Ok((it, score))
+        })
+        .collect()
+}
+
+/// A line chart as a standalone SVG.
+pub fn svg_line_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(usize, f64)],
+) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 70.0, 20.0, 40.0, 50.0);
+    let x_max = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
+    let (mut y_min, mut y_max) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if y_max.partial_cmp(&y_min) != Some(std::cmp::Ordering::Greater) {
+        (y_min, y_max) = (y_min - 1.0, y_max + 1.0);
+    }
+    let pad = (y_max - y_min) * 0.05;
+    let (y_min, y_max) = (y_min - pad, y_max + pad);
+    let sx = |x: f64| left + (x - 1.0).max(0.0) / (x_max - 1.0).max(1.0) * (w - left - right);
+    let sy = |y: f64| top + (y_max - y) / (y_max - y_min) * (h - top - bottom);
+    let path: Vec<String> = points
+        .iter()
+        .map(|&(x, y)| format!("{:.1},{:.1}", sx(x as f64), sy(y)))
+        .collect();
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n\
+         <text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{}</text>\n",
+        w / 2.0,
+        escape(title),
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom,
+        (left + w - right) / 2.0,
+        h - 12.0,
+        escape(x_label),
+        (top + h - bottom) / 2.0,
+        (top + h - bottom) / 2.0,
+        escape(y_label),
+    );
+    for i in 0..=4 {
+        let y = y_min + (y_max - y_min) * f64::from(i) / 4.0;
+        svg += &format!(
+            "<line x1=\"{}\" y1=\"{:.1}\" x2=\"{left}\" y2=\"{:.1}\" stroke=\"black\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{y:.4}</text>\n",
+            left - 4.0,
+            sy(y),
+            sy(y),
+            left - 6.0,
+            sy(y) + 4.0
+        );
+    }
+    for &(x, _) in points {
+        svg += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{x}</text>\n",
+            sx(x as f64),
+            h - bottom + 16.0
+        );
+    }
+    svg += &format!(
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>\n",
+        path.join(" ")
+    );
+    for &(x, y) in points {
+        svg += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f77b4\"/>\n",
+            sx(x as f64),
+            sy(y)
+        );
+    }
+    svg + "</svg>\n"
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Validation rows for searching under kfold: the first fold's training rows,

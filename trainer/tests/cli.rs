@@ -468,3 +468,48 @@ fn protocol_none_fits_on_everything_without_evaluating() {
     let whale = art.user_ids().unwrap().index_of("whale").unwrap() as usize;
     assert_eq!(art.seen_items().unwrap().row(whale).len(), 80);
 }
+
+#[test]
+fn learning_curve_is_an_svg_with_one_point_per_iteration() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path());
+    let svg = dir.path().join("curve.svg");
+    let report = dir.path().join("curve.json");
+    let (r, _) = run_ok(
+        &log,
+        &[
+            "--algo",
+            "mf",
+            "--protocol",
+            "kfold",
+            "--iterations",
+            "4",
+            "--curve",
+            svg.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("<polyline") && text.contains("RMSE"));
+    assert_eq!(text.matches("<circle").count(), 4);
+    assert_eq!(r["curve"].as_array().unwrap().len(), 4);
+
+    let mut args = csv_args(&log);
+    args.extend(
+        [
+            "--algo",
+            "ease",
+            "--protocol",
+            "recbole",
+            "--curve",
+            svg.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = train(&args);
+    assert_eq!(code, 1);
+    assert!(err.contains("--curve plots iterations"), "{err}");
+}

@@ -47,7 +47,7 @@ impl Algo {
 }
 
 /// Hyper-parameters; every algorithm reads the ones it uses.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Params {
     pub factors: usize,
     pub iterations: usize,

@@ -50,10 +50,21 @@ pub fn evaluate_ranking(
 
 fn evaluate_part(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> RankingMetrics {
     let mut metrics = RankingMetrics::new(k, art.metadata().n_items);
+    for (case, ranked) in cases.iter().zip(rank_cases(art, cases, k)) {
+        metrics.add(&ranked, case.relevant);
+    }
+    metrics
+}
+
+/// The top `k` items of each case (best first, exclusions applied), ranked
+/// as the server ranks them: the artifact's own scoring, batched scans for
+/// embedding models.
+pub fn rank_cases(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> Vec<Vec<u32>> {
+    let mut lists = Vec::with_capacity(cases.len());
     match art.metadata().kind {
         ModelKind::Embedding => {
             let (Some(users), Some(items)) = (art.user_factors(), art.item_factors()) else {
-                return metrics;
+                return lists;
             };
             let scanner = ItemScanner::new(items, art.item_bias_padded());
             let mut row = vec![0.0; users.padded_dims];
@@ -70,24 +81,24 @@ fn evaluate_part(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> RankingMet
                 let results = scanner.top_k_batch(&queries, k, |j, item| {
                     batch[j].exclude.binary_search(&item).is_err()
                 });
-                for (case, top) in batch.iter().zip(results) {
-                    let ranked: Vec<u32> = top.iter().map(|s| s.item).collect();
-                    metrics.add(&ranked, case.relevant);
-                }
+                lists.extend(
+                    results
+                        .into_iter()
+                        .map(|top| top.iter().map(|s| s.item).collect()),
+                );
             }
         }
         ModelKind::ItemNeighbors => {
             let Some(neighbors) = art.item_neighbors() else {
-                return metrics;
+                return lists;
             };
             for case in cases {
                 let top = top_k_neighbors(&neighbors, case.history, None, k, |item| {
                     case.exclude.binary_search(&item).is_err()
                 });
-                let ranked: Vec<u32> = top.iter().map(|s| s.item).collect();
-                metrics.add(&ranked, case.relevant);
+                lists.push(top.iter().map(|s| s.item).collect());
             }
         }
     }
-    metrics
+    lists
 }

@@ -28,7 +28,7 @@ use std::time::Instant;
 use vitrine_core::artifact::{FactorParts, ModelMetadata, ModelParts};
 use vitrine_core::csr::CsrParts;
 use vitrine_core::dataset::Interactions;
-use vitrine_core::evaluate::{UserCase, evaluate_ranking};
+use vitrine_core::evaluate::{UserCase, evaluate_ranking, rank_cases};
 use vitrine_core::metrics::{mae, rmse};
 use vitrine_core::split::{self, Split};
 use vitrine_core::{Artifact, ElementType};
@@ -572,7 +572,11 @@ fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
             accumulated.users()
         ),
     );
-    let top_k = top_k_lists(&art, &cases, cfg.k);
+    let top_k = cases
+        .iter()
+        .map(|c| c.user)
+        .zip(rank_cases(&art, &cases, cfg.k))
+        .collect();
     let artifact = build_artifact(&model, data, cfg, &split.train, exclude, holdout, &metrics)?;
     let details = json!({"split": {"train": split.train.len(), "valid": split.valid.len(), "test": split.test.len()},
                          "min_rating": min_rating, "evaluated_users": accumulated.users()});
@@ -602,37 +606,6 @@ fn user_cases<'a>(
             relevant: &relevant[u],
         })
         .collect()
-}
-
-/// Top-K lists per case (for cross-checking metrics outside Rust).
-fn top_k_lists(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> Vec<(u32, Vec<u32>)> {
-    use vitrine_core::scan::{ItemScanner, top_k_neighbors};
-    let mut out = Vec::with_capacity(cases.len());
-    match (art.user_factors(), art.item_factors(), art.item_neighbors()) {
-        (Some(users), Some(items), _) => {
-            let scanner = ItemScanner::new(items, art.item_bias_padded());
-            let mut row = vec![0.0; users.padded_dims];
-            for c in cases {
-                users.row_f32(c.user as usize, &mut row);
-                let offset = art.user_bias().map_or(0.0, |b| b[c.user as usize])
-                    + art.metadata().global_bias;
-                let top = scanner.top_k(&scanner.prepare(&row, offset), k, |i| {
-                    c.exclude.binary_search(&i).is_err()
-                });
-                out.push((c.user, top.iter().map(|s| s.item).collect()));
-            }
-        }
-        (_, _, Some(n)) => {
-            for c in cases {
-                let top = top_k_neighbors(&n, c.history, None, k, |i| {
-                    c.exclude.binary_search(&i).is_err()
-                });
-                out.push((c.user, top.iter().map(|s| s.item).collect()));
-            }
-        }
-        _ => {}
-    }
-    out
 }
 
 /// Keeps the rows of `split` that are in `kept` (sorted).

@@ -71,6 +71,16 @@ fn csv_args(log: &Path) -> Vec<String> {
     .collect()
 }
 
+/// Runs on `log` expecting failure; returns (exit code, stderr).
+fn run_err(log: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = csv_args(log);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = train(&args);
+    assert_ne!(code, 0, "{args:?} should fail");
+    (code, err)
+}
+
 fn run_ok(log: &Path, extra: &[&str]) -> (Value, String) {
     let mut args = csv_args(log);
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -265,14 +275,7 @@ fn bad_input_and_bad_requests_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "shopper,sku,stars,ts\na,SKU-1,5,1\nb,SKU-2,five,2\n").unwrap();
-    let mut args = csv_args(&bad);
-    args.extend(
-        ["--algo", "als", "--protocol", "recbole"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, _, err) = train(&args);
+    let (code, err) = run_err(&bad, &["--algo", "als", "--protocol", "recbole"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("bad.csv:3: field 3 (stars): rating \"five\" is not a number"),
@@ -280,14 +283,7 @@ fn bad_input_and_bad_requests_are_clear_errors() {
     );
 
     let log = write_log(dir.path());
-    let mut args = csv_args(&log);
-    args.extend(
-        ["--algo", "als", "--protocol", "kfold"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, _, err) = train(&args);
+    let (code, err) = run_err(&log, &["--algo", "als", "--protocol", "kfold"]);
     assert_eq!(code, 1);
     assert!(err.contains("kfold evaluates rating prediction"), "{err}");
 
@@ -376,21 +372,17 @@ fn search_scores_on_validation_and_reports_every_trial() {
     assert_eq!(budgets.len(), 9 + 3 + 1);
     assert_eq!(*budgets.last().unwrap(), 9);
 
-    let mut args = csv_args(&log);
-    args.extend(
-        [
+    let (code, err) = run_err(
+        &log,
+        &[
             "--algo",
             "ease",
             "--protocol",
             "recbole",
             "--search",
             "depth=1..3",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
+        ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, _, err) = train(&args);
     assert_eq!(code, 2);
     assert!(err.contains("unknown parameter \"depth\""), "{err}");
 }
@@ -423,21 +415,17 @@ fn cleaning_flags_shrink_the_data_before_the_protocol() {
         "users with fewer than 15 interactions are dropped ({users})"
     );
 
-    let mut args = csv_args(&log);
-    args.extend(
-        [
+    let (code, err) = run_err(
+        &log,
+        &[
             "--algo",
             "popular",
             "--protocol",
             "recbole",
             "--min-user-interactions",
             "100000",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
+        ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, _, err) = train(&args);
     assert_eq!(code, 1);
     assert!(err.contains("no interactions left after cleaning"), "{err}");
 }
@@ -495,21 +483,17 @@ fn learning_curve_is_an_svg_with_one_point_per_iteration() {
     assert_eq!(text.matches("<circle").count(), 4);
     assert_eq!(r["curve"].as_array().unwrap().len(), 4);
 
-    let mut args = csv_args(&log);
-    args.extend(
-        [
+    let (code, err) = run_err(
+        &log,
+        &[
             "--algo",
             "ease",
             "--protocol",
             "recbole",
             "--curve",
             svg.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string()),
+        ],
     );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, _, err) = train(&args);
     assert_eq!(code, 1);
     assert!(err.contains("--curve plots iterations"), "{err}");
 }

@@ -203,8 +203,11 @@ impl<'a> ItemScanner<'a> {
                 let count = CHUNK_BLOCKS.min(blocks - first);
                 // A threshold from the start of the chunk is a valid lower
                 // bound for all of it: thresholds only rise.
-                let thresholds: Vec<f32> = tops.iter().map(TopK::threshold).collect();
-                self.score_blocks(&refs, first, count, &thresholds, &mut buffer);
+                let mut thresholds = [0.0f32; MAX_BATCH];
+                for (t, top) in thresholds.iter_mut().zip(&tops) {
+                    *t = top.threshold();
+                }
+                self.score_blocks(&refs, first, count, &thresholds[..n], &mut buffer);
                 for (r, &mask) in buffer.masks[..count * n].iter().enumerate() {
                     if mask != 0 {
                         let (b, j) = (first + r / n, r % n);

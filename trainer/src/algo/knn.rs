@@ -39,19 +39,20 @@ fn cooccurrence_row(
     }
 }
 
+/// `by_item` is `train` transposed (callers often need it for norms too).
 fn item_item(
     train: &Sparse,
+    by_item: &Sparse,
     params: &Params,
     user_weight: &[f32],
     normalise: impl Fn(usize, usize, f32) -> f32 + Sync,
 ) -> Model {
-    let by_item = train.transpose();
     let rows: Vec<Vec<(u32, f32)>> = (0..train.cols)
         .into_par_iter()
         .map_init(
             || vec![0.0f32; train.cols],
             |row, j| {
-                cooccurrence_row(train, &by_item, j, user_weight, row);
+                cooccurrence_row(train, by_item, j, user_weight, row);
                 for (i, v) in row.iter_mut().enumerate() {
                     if *v != 0.0 {
                         *v = normalise(j, i, *v);
@@ -73,7 +74,7 @@ pub fn item_knn(train: &Sparse, params: &Params) -> Model {
         .collect();
     let ones = vec![1.0f32; train.rows];
     let shrink = params.shrink;
-    item_item(train, params, &ones, |j, i, dot| {
+    item_item(train, &by_item, params, &ones, |j, i, dot| {
         dot / (norms[j] * norms[i] + shrink)
     })
 }
@@ -85,7 +86,7 @@ pub fn user_knn(train: &Sparse, params: &Params) -> Model {
             if n > 0.0 { 1.0 / n } else { 0.0 }
         })
         .collect();
-    item_item(train, params, &inv_norms, |_, _, w| w)
+    item_item(train, &train.transpose(), params, &inv_norms, |_, _, w| w)
 }
 
 #[cfg(test)]

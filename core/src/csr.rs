@@ -208,6 +208,15 @@ impl<'a> Csr<'a> {
         self.weights.map(|w| &w[self.range(row)])
     }
 
+    /// An owned copy, as the writer takes it.
+    pub fn to_parts(&self) -> CsrParts {
+        CsrParts {
+            indptr: self.indptr.to_vec(),
+            indices: self.indices.to_vec(),
+            weights: self.weights.map(<[f32]>::to_vec),
+        }
+    }
+
     pub fn contains(&self, row: usize, col: u32) -> bool {
         self.row(row).binary_search(&col).is_ok()
     }

@@ -484,3 +484,19 @@ fn fuzz_regressions_stay_fixed() {
     }
     assert!(count >= 1);
 }
+
+#[test]
+fn parts_read_back_re_encode_to_the_same_bytes() {
+    let mut models = Vec::new();
+    for dtype in [ElementType::F32, ElementType::F16, ElementType::Int8] {
+        let mut spec = SyntheticSpec::demo();
+        spec.dtype = dtype;
+        models.push(vitrine_core::synthetic::embedding_model(&spec));
+    }
+    models.push(neighbors_model(&SyntheticSpec::demo()));
+    for parts in models {
+        let bytes = parts.encode().unwrap();
+        let back = vitrine_core::artifact::ModelParts::from_artifact(&open(&bytes).unwrap());
+        assert_eq!(back.encode().unwrap(), bytes, "{:?}", parts.metadata.dtype);
+    }
+}

@@ -409,6 +409,56 @@ impl Artifact {
     }
 }
 
+impl ModelParts {
+    /// Reads an open artifact back into owned parts: the inverse of
+    /// [`ModelParts::encode`] up to quantisation (f16/int8 factors come back
+    /// as the f32 values they stand for, and `dtype` says what they were).
+    /// Re-encoding the result with the same dtype reproduces every section.
+    pub fn from_artifact(art: &Artifact) -> Self {
+        let ids = |t: IdTable<'_>| t.iter().map(str::to_owned).collect::<Vec<_>>();
+        let meta = art.metadata();
+        let factors = match (art.user_factors(), art.item_factors()) {
+            (Some(u), Some(v)) => {
+                let dims = meta.dims;
+                let dense = |m: &Matrix<'_>, rows: usize| {
+                    let mut out = Vec::with_capacity(rows * dims);
+                    let mut row = vec![0f32; crate::matrix::padded_dims(dims)];
+                    for r in 0..rows {
+                        m.row_f32(r, &mut row);
+                        out.extend_from_slice(&row[..dims]);
+                    }
+                    out
+                };
+                Some(FactorParts {
+                    dims,
+                    dtype: meta.dtype,
+                    users: dense(&u, meta.n_users),
+                    items: dense(&v, meta.n_items),
+                    user_bias: art.user_bias().map(<[f32]>::to_vec),
+                    item_bias: art.item_bias_padded().map(|b| b[..meta.n_items].to_vec()),
+                })
+            }
+            _ => None,
+        };
+        ModelParts {
+            metadata: meta.clone(),
+            user_ids: art.user_ids().map(ids),
+            item_ids: ids(art.item_ids()),
+            factors,
+            neighbors: art.item_neighbors().map(|c| c.to_parts()),
+            seen_items: art.seen_items().map(|c| c.to_parts()),
+            item_popularity: art.item_popularity().map(<[f32]>::to_vec),
+            attributes: art.attribute_names().and_then(|names| {
+                art.item_attributes().map(|items| AttributeParts {
+                    names: ids(names),
+                    items: items.to_parts(),
+                })
+            }),
+            holdout: art.holdout().map(|c| c.to_parts()),
+        }
+    }
+}
+
 /// Stored and computed checksum of every section, in table order (for tools
 /// that report on damaged files too).
 pub fn section_checksums(file: &[u8], entries: &[SectionEntry]) -> Vec<(u32, u32)> {

@@ -491,7 +491,20 @@ fn predict(model: &Model, u: u32, i: u32) -> f32 {
 
 /// The protocol's split (and the rating threshold it applied).
 fn ranking_split(data: &Interactions, cfg: &RunConfig) -> Result<(Split, Option<f32>)> {
-    let min_rating = match (cfg.protocol, cfg.min_rating, data.ratings.is_some()) {
+    split_for(data, cfg.protocol, cfg.min_rating, cfg.params.seed)
+}
+
+/// The split a ranking protocol (`recbole`, `leave-last-out`, `temporal`)
+/// makes of `data`, and the rating threshold it applied: the same rows for
+/// the same data, threshold and seed, wherever it is called (the quantizer
+/// reproduces the trainer's test slice with it).
+pub fn split_for(
+    data: &Interactions,
+    protocol: Protocol,
+    min_rating: Option<f32>,
+    seed: u64,
+) -> Result<(Split, Option<f32>)> {
+    let min_rating = match (protocol, min_rating, data.ratings.is_some()) {
         (_, Some(m), _) => Some(m),
         (Protocol::Recbole, None, true) => Some(3.0),
         _ => None,
@@ -499,8 +512,8 @@ fn ranking_split(data: &Interactions, cfg: &RunConfig) -> Result<(Split, Option<
     let kept: Vec<usize> = (0..data.len())
         .filter(|&i| min_rating.is_none_or(|m| data.rating(i) >= m))
         .collect();
-    let split = match cfg.protocol {
-        Protocol::Recbole => split::recbole(data, [0.8, 0.1, 0.1], min_rating, cfg.params.seed),
+    let split = match protocol {
+        Protocol::Recbole => split::recbole(data, [0.8, 0.1, 0.1], min_rating, seed),
         Protocol::LeaveLastOut => restrict(
             split::leave_last_out(data).map_err(anyhow::Error::msg)?,
             &kept,
@@ -509,7 +522,9 @@ fn ranking_split(data: &Interactions, cfg: &RunConfig) -> Result<(Split, Option<
             split::temporal(data, 0.1, 0.2).map_err(anyhow::Error::msg)?,
             &kept,
         ),
-        Protocol::Kfold | Protocol::None => unreachable!("handled by run_kfold and run_fit_only"),
+        Protocol::Kfold | Protocol::None => {
+            bail!("protocol {} has no ranking split", protocol.name())
+        }
     };
     Ok((split, min_rating))
 }

@@ -75,9 +75,12 @@ fn split_sigma(u: &Block, s: &[f64], v: &Block, d: usize) -> LowRank {
     let side = |b: &Block| -> Vec<f32> {
         let mut out = Vec::with_capacity(b.rows * d);
         for r in 0..b.rows {
-            for k in 0..d {
-                out.push((b.data[r * b.cols + k] * s[k].max(0.0).sqrt()) as f32);
-            }
+            let row = &b.row(r)[..d];
+            out.extend(
+                row.iter()
+                    .zip(s)
+                    .map(|(x, sv)| (x * sv.max(0.0).sqrt()) as f32),
+            );
         }
         out
     };
@@ -213,4 +216,151 @@ pub fn randomized_svd(op: &dyn ScoreOperator, dims: usize, power: usize, seed: u
     let v = Block::from_mat(&svd.U().to_owned());
     let u = Block::from_mat(&(q.to_mat() * svd.V()));
     split_sigma(&u, &s, &v, dims.min(l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// users × d and items × d factors whose product has rank `r`, mixed by
+    /// a random d × d transform so no coordinate subset carries the signal.
+    fn low_rank_model(users: usize, items: usize, d: usize, r: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = SplitMix64::new(7);
+        let mut side = |n: usize| -> Vec<f32> {
+            let core: Vec<f32> = (0..n * r).map(|_| rng.symmetric()).collect();
+            let mix: Vec<f32> = (0..r * d).map(|_| rng.symmetric()).collect();
+            (0..n)
+                .flat_map(|i| {
+                    let core = &core;
+                    let mix = &mix;
+                    (0..d).map(move |k| {
+                        (0..r)
+                            .map(|j| core[i * r + j] * mix[j * d + k])
+                            .sum::<f32>()
+                    })
+                })
+                .collect()
+        };
+        (side(users), side(items))
+    }
+
+    fn scores(u: &[f32], v: &[f32], d: usize) -> Vec<f64> {
+        u.chunks(d)
+            .flat_map(|a| {
+                v.chunks(d)
+                    .map(move |b| a.iter().zip(b).map(|(x, y)| f64::from(x * y)).sum())
+            })
+            .collect()
+    }
+
+    /// Every score within 0.1% of the largest score magnitude.
+    fn assert_close(before: &[f64], after: &[f64]) {
+        let scale = before.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let err = before
+            .iter()
+            .zip(after)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err < 1e-3 * scale, "max error {err} vs scale {scale}");
+    }
+
+    #[test]
+    fn projection_to_the_true_rank_keeps_every_score() {
+        let (u, v) = low_rank_model(300, 200, 24, 6);
+        let before = scores(&u, &v, 24);
+        let p = project_embedding(&u, &v, 24, 6).unwrap();
+        let after = scores(&p.users, &p.items, 6);
+        assert_close(&before, &after);
+        // Plain truncation to the first 6 coordinates loses most of it.
+        let trunc_u: Vec<f32> = u.chunks(24).flat_map(|r| r[..6].to_vec()).collect();
+        let trunc_v: Vec<f32> = v.chunks(24).flat_map(|r| r[..6].to_vec()).collect();
+        let t = scores(&trunc_u, &trunc_v, 6);
+        let terr = before
+            .iter()
+            .zip(&t)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            terr > 0.1 * before.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+            "truncation error {terr} unexpectedly small"
+        );
+    }
+
+    #[test]
+    fn projection_error_is_the_eckart_young_bound() {
+        // Full-rank scores: the squared error of the rank-D approximation is
+        // the sum of the dropped squared singular values.
+        let mut rng = SplitMix64::new(3);
+        let (n, m, d, k) = (120, 90, 10, 4);
+        let u: Vec<f32> = (0..n * d).map(|_| rng.symmetric()).collect();
+        let v: Vec<f32> = (0..m * d).map(|_| rng.symmetric()).collect();
+        let full = project_embedding(&u, &v, d, d).unwrap();
+        let p = project_embedding(&u, &v, d, k).unwrap();
+        let (a, b) = (scores(&u, &v, d), scores(&p.users, &p.items, k));
+        let err2: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum();
+        let dropped: f64 = full.singular_values[k..].iter().map(|s| s * s).sum();
+        assert!(
+            (err2 - dropped).abs() < 1e-3 * dropped,
+            "{err2} vs {dropped}"
+        );
+    }
+
+    /// S = U Vᵀ as an operator, for checking the randomised SVD.
+    struct Dense {
+        u: Vec<f32>,
+        v: Vec<f32>,
+        d: usize,
+    }
+    impl ScoreOperator for Dense {
+        fn users(&self) -> usize {
+            self.u.len() / self.d
+        }
+        fn items(&self) -> usize {
+            self.v.len() / self.d
+        }
+        fn apply(&self, x: &Block) -> Block {
+            let mut out = Block::zeros(self.users(), x.cols);
+            for i in 0..self.users() {
+                for j in 0..self.items() {
+                    let s: f64 = (0..self.d)
+                        .map(|k| f64::from(self.u[i * self.d + k] * self.v[j * self.d + k]))
+                        .sum();
+                    for c in 0..x.cols {
+                        out.data[i * x.cols + c] += s * x.data[j * x.cols + c];
+                    }
+                }
+            }
+            out
+        }
+        fn apply_t(&self, y: &Block) -> Block {
+            let mut out = Block::zeros(self.items(), y.cols);
+            for i in 0..self.users() {
+                for j in 0..self.items() {
+                    let s: f64 = (0..self.d)
+                        .map(|k| f64::from(self.u[i * self.d + k] * self.v[j * self.d + k]))
+                        .sum();
+                    for c in 0..y.cols {
+                        out.data[j * y.cols + c] += s * y.data[i * y.cols + c];
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn randomized_svd_recovers_a_low_rank_operator() {
+        let (u, v) = low_rank_model(150, 100, 16, 5);
+        let op = Dense {
+            u: u.clone(),
+            v: v.clone(),
+            d: 16,
+        };
+        let r = randomized_svd(&op, 5, 2, 1);
+        let exact = project_embedding(&u, &v, 16, 5).unwrap();
+        for (a, b) in r.singular_values.iter().zip(&exact.singular_values) {
+            assert!((a - b).abs() < 1e-3 * b, "{a} vs {b}");
+        }
+        let before = scores(&u, &v, 16);
+        let after = scores(&r.users, &r.items, 5);
+        assert_close(&before, &after);
+    }
 }

@@ -75,14 +75,31 @@ pub struct Outcome {
     pub comparison: Comparison,
 }
 
-/// Reads an interaction log: CSV (header `user,item[,rating][,timestamp]`)
-/// for `.csv` files, MovieLens layouts otherwise.
+/// Reads an interaction log: CSV with a header `user,item` and optional
+/// `rating` and `timestamp` columns for `.csv` files; MovieLens layouts
+/// (`u.data`, `ratings.dat`, or any `user<TAB>item<TAB>rating[<TAB>time]`)
+/// otherwise.
 pub fn read_log(path: &Path) -> Result<Interactions> {
     let format = if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
     {
-        Format::Csv(CsvOptions::default())
+        use std::io::BufRead;
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        let mut header = String::new();
+        std::io::BufReader::new(file).read_line(&mut header)?;
+        let has = |name: &str| {
+            header
+                .trim_end()
+                .split(',')
+                .any(|c| c.trim().trim_matches('"') == name)
+        };
+        Format::Csv(CsvOptions {
+            rating_column: has("rating").then(|| "rating".into()),
+            time_column: has("timestamp").then(|| "timestamp".into()),
+            ..CsvOptions::default()
+        })
     } else {
         Format::MovieLens
     };

@@ -3,7 +3,7 @@
 # side by side with scikit-surprise and implicit in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p vitrine-train
+cargo build --release -q -p vitrine-train -p vitrine-quantize
 venv=target/bench-venv
 python=""
 if command -v python3 >/dev/null; then

@@ -5,6 +5,9 @@
   implicit-als SPLIT_DIR K        implicit ALS on a dumped split: NDCG/recall@K, fit time
   ease-numpy SPLIT_DIR K LAMBDA   dense numpy EASE on a dumped split: NDCG@K with train history
                                   (RecBole's rule) and with train+valid history
+  implicit-export SPLIT_DIR OUT   implicit ALS on a dumped split, saved for vitrine-quantize --from-npy
+                                  (users.npy, items.npy, id files, seen.csv) with its own recommend() top 10
+  compare-topk OUT VITRINE_TOPK   share of users whose top 10 equals implicit's (exactly, and up to ties)
   metrics SPLIT_DIR TOPK_FILE K   numpy metrics of Vitrine's dumped top-K lists
   implicit-scale TSV THREADS IT   implicit ALS on a large log: time and peak RSS
   measure CMD...                  wall time and peak RSS of one command
@@ -102,6 +105,74 @@ def ease_numpy(d, k, lam):
     return {"ndcg_train_history": ndcg(train), "ndcg_train_valid_history": ndcg(train + valid), "fit_seconds": fit}
 
 
+def implicit_export(d, out):
+    """Trains implicit's ALS (the issue's parameters) on the training slice and
+    writes what a data scientist would hand over: factor .npy files, id
+    files, the interactions to filter (train + valid), and implicit's own
+    recommend() top 10 for every user."""
+    import os
+    import scipy.sparse as sp
+    from implicit.als import AlternatingLeastSquares
+    os.makedirs(out, exist_ok=True)
+    s = load_split(d)
+    user_ids = sorted({u for part in s.values() for u, _ in part})
+    item_ids = sorted({v for part in s.values() for _, v in part})
+    users = {u: i for i, u in enumerate(user_ids)}
+    items = {v: i for i, v in enumerate(item_ids)}
+    def matrix(parts):
+        pairs = [(users[u], items[v]) for p in parts for u, v in s[p]]
+        r, c = zip(*pairs)
+        m = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(len(users), len(items)))
+        m.data[:] = 1.0
+        return m
+    train, seen = matrix(["train"]), matrix(["train", "valid"])
+    model = AlternatingLeastSquares(factors=64, regularization=0.5, alpha=3.0, iterations=15,
+                                    num_threads=1, random_state=42, use_gpu=False)
+    model.fit(train, show_progress=False)
+    np.save(f"{out}/users.npy", np.ascontiguousarray(model.user_factors, dtype=np.float32))
+    np.save(f"{out}/items.npy", np.ascontiguousarray(model.item_factors, dtype=np.float32))
+    with open(f"{out}/user_ids.txt", "w") as f:
+        f.write("".join(f"{u}\n" for u in user_ids))
+    with open(f"{out}/item_ids.txt", "w") as f:
+        f.write("".join(f"{v}\n" for v in item_ids))
+    with open(f"{out}/seen.csv", "w") as f:
+        f.write("user,item\n")
+        for p in ("train", "valid"):
+            f.write("".join(f"{u},{v}\n" for u, v in s[p]))
+    uids = np.arange(len(user_ids))
+    ids, _ = model.recommend(uids, seen[uids], N=10, filter_already_liked_items=True)
+    with open(f"{out}/implicit-top10.tsv", "w") as f:
+        for u, row in zip(uids, ids):
+            f.write(f"{user_ids[u]}\t{','.join(item_ids[i] for i in row)}\n")
+    return {"users": len(user_ids), "items": len(item_ids)}
+
+
+def compare_topk(out, vitrine_topk):
+    """Exact agreement of top-10 lists, and agreement up to ties: lists that
+    differ only where implicit's own float32 scores of the swapped items are
+    within 1e-5 (relative) of the 10th score."""
+    U = np.load(f"{out}/users.npy")
+    V = np.load(f"{out}/items.npy")
+    item_index = {v.strip(): i for i, v in enumerate(open(f"{out}/item_ids.txt"))}
+    user_index = {u.strip(): i for i, u in enumerate(open(f"{out}/user_ids.txt"))}
+    def read(path):
+        return {u: (l.split(",") if l else []) for u, l in (line.rstrip("\n").split("\t") for line in open(path))}
+    a, b = read(f"{out}/implicit-top10.tsv"), read(vitrine_topk)
+    exact = ties = 0
+    for u, la in a.items():
+        lb = b.get(u, [])
+        if la == lb:
+            exact += 1
+            ties += 1
+            continue
+        scores = V @ U[user_index[u]]
+        kth = min(scores[item_index[i]] for i in la)
+        differing = set(la) ^ set(lb)
+        if set(la) == set(lb) or all(abs(scores[item_index[i]] - kth) <= 1e-5 * max(1.0, abs(kth)) for i in differing):
+            ties += 1
+    return {"users": len(a), "exact": exact / len(a), "up_to_ties": ties / len(a)}
+
+
 def metrics(d, topk_file, k):
     s = load_split(d)
     relevant = {}
@@ -165,6 +236,10 @@ if __name__ == "__main__":
         out = surprise_kfold(args[0])
     elif cmd == "ease-numpy":
         out = ease_numpy(args[0], int(args[1]), float(args[2]))
+    elif cmd == "implicit-export":
+        out = implicit_export(args[0], args[1])
+    elif cmd == "compare-topk":
+        out = compare_topk(args[0], args[1])
     elif cmd == "implicit-als":
         out = implicit_als(args[0], int(args[1]))
     else:

@@ -1,0 +1,92 @@
+//! Prometheus metrics through the `metrics` facade. Names are the contract in
+//! DESIGN.md (prefix `vitrine_`); route labels are route templates, never
+//! raw paths, so label cardinality is bounded.
+
+use crate::model::ServedModel;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const REQUESTS: &str = "vitrine_http_requests_total";
+pub const DURATION: &str = "vitrine_http_request_duration_seconds";
+pub const MODEL_INFO: &str = "vitrine_model_info";
+pub const RELOADS: &str = "vitrine_model_reloads_total";
+pub const FALLBACK: &str = "vitrine_recommend_fallback_total";
+pub const INFLIGHT: &str = "vitrine_inflight_requests";
+pub const TOP_SCORE: &str = "vitrine_recommend_top_score";
+pub const COVERAGE: &str = "vitrine_served_item_coverage";
+pub const SHED: &str = "vitrine_connections_shed_total";
+
+/// Latency buckets from 50 µs to 10 s.
+const LATENCY_BUCKETS: [f64; 17] = [
+    50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Top-1 score buckets: symmetric, wide (scores are model-specific).
+const SCORE_BUCKETS: [f64; 15] = [
+    -10.0, -1.0, -0.1, 0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 100.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once (later calls reuse it: tests start
+/// several servers in one process).
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(DURATION.into()), &LATENCY_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(TOP_SCORE.into()), &SCORE_BUCKETS))
+            .expect("bucket lists are non-empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (embedding the server in
+        // a process that has one); then our handle renders nothing, and
+        // that process's exporter has the metrics.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+pub fn render() -> String {
+    let h = install();
+    h.run_upkeep();
+    h.render()
+}
+
+pub fn request(route: &'static str, status: u16, seconds: f64) {
+    counter!(REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+    histogram!(DURATION, "route" => route).record(seconds);
+}
+
+pub fn inflight(n: usize) {
+    gauge!(INFLIGHT).set(n as f64);
+}
+
+pub fn shed() {
+    counter!(SHED).increment(1);
+}
+
+pub fn model_info(model: &ServedModel, serving: bool) {
+    let meta = model.artifact.metadata();
+    gauge!(MODEL_INFO, "model" => model.name.clone(), "version" => model.version.to_string(),
+           "kind" => meta.kind.name(), "dtype" => meta.dtype.name())
+    .set(if serving { 1.0 } else { 0.0 });
+}
+
+pub fn reload(model: &str, outcome: &'static str) {
+    counter!(RELOADS, "model" => model.to_string(), "outcome" => outcome).increment(1);
+}
+
+pub fn fallback(model: &str, reason: &'static str) {
+    counter!(FALLBACK, "model" => model.to_string(), "reason" => reason).increment(1);
+}
+
+/// Model-quality signals of one answer: its top score, and the share of the
+/// catalogue the serving version has returned so far.
+pub fn answer(model: &ServedModel, top_score: Option<f32>) {
+    if let Some(s) = top_score {
+        histogram!(TOP_SCORE, "model" => model.name.clone()).record(f64::from(s));
+    }
+    gauge!(COVERAGE, "model" => model.name.clone(), "version" => model.version.to_string())
+        .set(model.coverage());
+}

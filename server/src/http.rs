@@ -41,6 +41,7 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    crate::metrics::install();
     let limits = state.config.limits.clone();
     let shared = Arc::new(Shared {
         state,

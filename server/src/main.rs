@@ -55,7 +55,8 @@ fn run(cli: Cli) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let registry = Registry::load(&config);
-        tracing::info!(listen = %config.listen, models = registry.models.len(), "vitrine-server ready");
+        let local = listener.local_addr().context("listening address")?;
+        tracing::info!(listen = %local, models = registry.models.len(), "vitrine-server ready");
         let state = Arc::new(AppState { config, registry });
         vitrine_server::http::serve(listener, state, shutdown_signal()).await?;
         tracing::info!("stopped");

@@ -387,6 +387,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; expected a JSON object",
         ));
     }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            400,
+            "invalid_json",
+            "request body: expected a JSON object ({...})",
+        ));
+    }
     let mut copy = body.to_vec();
     match simd_json::serde::from_slice::<T>(&mut copy) {
         Ok(v) => Ok(v),

@@ -351,6 +351,24 @@ mod tests {
         assert_eq!(c.models_dir, PathBuf::from("/srv/models"));
     }
 
+    /// configs/vitrine.toml documents every key with its default value.
+    #[test]
+    fn the_shipped_config_file_lists_every_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/vitrine.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file: toml::Value = toml::from_str(&text).unwrap();
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        // Same keys and values (the models table aside, empty by default).
+        let strip = |v: &toml::Value| {
+            let mut t = v.as_table().unwrap().clone();
+            t.remove("models");
+            t
+        };
+        assert_eq!(strip(&file), strip(&defaults));
+        let loaded = load(Some(&path), &no_env, &FlagOverrides::default()).unwrap();
+        assert_eq!(loaded, Config::default());
+    }
+
     #[test]
     fn mistakes_name_the_key() {
         let dir = tempfile::tempdir().unwrap();

@@ -148,6 +148,13 @@ def main():
         except subprocess.CalledProcessError:
             table_rows.append(f"| {k} | not available on this CPU | |")
 
+    # Server (issue 5).
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import bench_server
+    with tempfile.TemporaryDirectory() as tmp:
+        srv_rows, srv_notes, srv_cmds, srv_detail = bench_server.server_section(a.anchor_python, s, tmp, verdict)
+    cmds += srv_cmds
+
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [
         "# Benchmarks",
@@ -168,6 +175,15 @@ def main():
     md += ["", "Notes from this run:", ""] + [f"- {n}" for n in notes if n]
     md += [f"- The 1M × 1M artifact is {size_mb:.0f} MB. A sealed snapshot copies it into a memfd before validating "
            "(docs/FORMAT.md, \"Mapped files and SIGBUS\"); that copy is the difference between the in-place and the sealed-snapshot rows."]
+    md += ["", "## Server targets (issue 5)", "",
+           "vitrine-server pinned to core 0 (`taskset -c 0`), vitrine-loadtest on core 1, HTTP/1.1 keep-alive,",
+           "32 connections, POST recommend for uniformly drawn known users, k = 10; seeded synthetic int8 models",
+           "with 64 dimensions and 10,000 users. Closed loop gives the maximum rate; open loop (latency from the",
+           "intended send time, so queueing is counted) gives percentiles at a fixed rate.", "",
+           "| what | Vitrine | anchor (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
+    md += [f"| {' | '.join(r)} |" for r in srv_rows]
+    md += ["", "Notes from this run:", ""] + [f"- {n}" for n in srv_notes]
+    md += ["", "All server runs:", ""] + srv_detail
     md += ["", "## Kernel tables, int8 100,000 × 64, top-10, one query", "",
            "| kernels (float/int8) | q/s | ns per item |", "|---|---|---|"] + table_rows
     md += ["", "## Commands", "", "```"] + cmds + ["```", ""]

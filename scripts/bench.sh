@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p vitrine-loadtest -p vitrine-core --bins
+cargo build --release -p vitrine-loadtest -p vitrine-core -p vitrine-server --bins
+cargo build --release -p vitrine-server --example hello_hyper
 
 venv=target/bench-venv
 python=""
@@ -16,10 +17,10 @@ if command -v python3 >/dev/null; then
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" || true
   fi
-  if [ -x "$venv/bin/python" ] && "$venv/bin/pip" install -q numpy faiss-cpu >/dev/null 2>&1; then
+  if [ -x "$venv/bin/python" ] && "$venv/bin/pip" install -q numpy faiss-cpu fastapi uvicorn >/dev/null 2>&1; then
     python="$venv/bin/python"
   else
-    echo "bench: could not install numpy/faiss-cpu; FAISS anchors will be reported as skipped" >&2
+    echo "bench: could not install numpy/faiss-cpu/fastapi; those anchors will be reported as skipped" >&2
   fi
 else
   echo "bench: no python3; FAISS anchors will be reported as skipped" >&2

@@ -199,8 +199,19 @@ impl<'a> ItemScanner<'a> {
             let n = chunk.len();
             let mut tops: Vec<TopK> = chunk.iter().map(|_| TopK::new(k)).collect();
             let blocks = self.items.blocks();
-            for first in (0..blocks).step_by(CHUNK_BLOCKS) {
-                let count = CHUNK_BLOCKS.min(blocks - first);
+            // The first chunk runs with no threshold, so every item in it is
+            // offered to the top-K (and its filter); keep it just large
+            // enough to fill k, so the threshold is real from the second
+            // chunk on. Matters for small catalogues (10k items: 1,024
+            // items offered per query instead of ~k).
+            let mut first = 0;
+            while first < blocks {
+                let size = if first == 0 {
+                    (k.div_ceil(BLOCK) + 1).min(CHUNK_BLOCKS)
+                } else {
+                    CHUNK_BLOCKS
+                };
+                let count = size.min(blocks - first);
                 // A threshold from the start of the chunk is a valid lower
                 // bound for all of it: thresholds only rise.
                 let mut thresholds = [0.0f32; MAX_BATCH];
@@ -221,6 +232,7 @@ impl<'a> ItemScanner<'a> {
                         );
                     }
                 }
+                first += count;
             }
             for (top, q) in tops.into_iter().zip(chunk) {
                 let mut items = top.into_sorted();

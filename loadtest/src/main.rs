@@ -6,9 +6,10 @@
 //! - `open`: time to open and validate an artifact, warm and cold.
 //! - `gen`: write a seeded synthetic artifact (demo and load-test models).
 //!
-//! The HTTP load generator (`--url`) arrives with the server.
+//! - `--url URL …` (no subcommand): the HTTP load generator (`http.rs`).
 
 mod bandwidth;
+mod http;
 mod scan;
 
 use anyhow::{Context, Result};
@@ -21,11 +22,14 @@ use vitrine_core::synthetic::{SyntheticSpec, embedding_model};
 #[command(
     name = "vitrine-loadtest",
     version,
-    about = "Measure Vitrine: kernel scans, artifact opens"
+    about = "Measure Vitrine: HTTP load (--url), kernel scans, artifact opens"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    http: http::HttpArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,7 +73,15 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        if cli.http.url.is_none() {
+            anyhow::bail!(
+                "give --url URL (HTTP load) or a subcommand: scan, open, gen (see --help)"
+            );
+        }
+        return http::run(&cli.http);
+    };
+    match command {
         Command::Scan(args) => scan::run(&args),
         Command::Open { file, repeat, json } => open(&file, repeat.max(1), json),
         Command::Gen {

@@ -27,6 +27,8 @@ pub struct Config {
     pub admin_token: String,
     /// Worker threads of the async runtime (0 = one per core).
     pub threads: usize,
+    /// Batch concurrent hot-path recommend requests onto one scan.
+    pub micro_batching: bool,
     pub limits: Limits,
     /// Defaults for every model; `[models.<name>]` overrides them.
     pub defaults: ModelConfig,
@@ -95,6 +97,7 @@ impl Default for Config {
             log_level: "info".into(),
             admin_token: String::new(),
             threads: 0,
+            micro_batching: true,
             limits: Limits {
                 max_body_bytes: 1 << 20,
                 header_timeout_ms: 5_000,

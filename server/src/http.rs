@@ -12,7 +12,7 @@
 //! - on shutdown the listener closes, in-flight requests finish (bounded by
 //!   `drain_timeout_ms`), then `serve` returns.
 
-use crate::api::{self, ApiError, ApiRequest, ApiResponse, AppState};
+use crate::api::{self, ApiError, ApiRequest, ApiResponse, AppState, Prepared};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -31,6 +31,7 @@ use tokio::sync::Semaphore;
 #[derive(Debug)]
 struct Shared {
     state: Arc<AppState>,
+    batcher: Option<Arc<crate::batch::Batcher>>,
     inflight: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -43,7 +44,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     crate::metrics::install();
     let limits = state.config.limits.clone();
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let batcher = state
+        .config
+        .micro_batching
+        .then(|| crate::batch::Batcher::start(workers));
     let shared = Arc::new(Shared {
+        batcher,
         state,
         inflight: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
@@ -149,7 +156,23 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
                         .and_then(|v| v.to_str().ok()),
                     body,
                 };
-                api::handle(&shared.state, api_req)
+                match api::prepare(&shared.state, api_req) {
+                    Prepared::Answered(route, response) => (route, response),
+                    Prepared::Scan(job) => {
+                        let (job, items) = match &shared.batcher {
+                            Some(b) => b.scan(job).await,
+                            None => {
+                                let items = job
+                                    .model
+                                    .recommend_users(std::slice::from_ref(&job.query))
+                                    .pop()
+                                    .unwrap_or_default();
+                                (job, items)
+                            }
+                        };
+                        api::finish_scan(&job, items)
+                    }
+                }
             }
             Err(e) => ("unknown", e.response()),
         }

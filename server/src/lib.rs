@@ -2,6 +2,7 @@
 //! model's operations, the API and the HTTP transport. `main.rs` wires them.
 
 pub mod api;
+pub mod batch;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -45,6 +45,20 @@ pub struct Answer {
     pub fallback: Option<&'static str>,
 }
 
+/// The hot path in owned form: a known user of an embedding model, no
+/// session. Batches of these share one pass over the items
+/// ([`ServedModel::recommend_users`]), which is what micro-batching feeds.
+#[derive(Debug, Clone)]
+pub struct UserQuery {
+    pub user: usize,
+    pub k: usize,
+    pub exclude_seen: bool,
+    /// Sorted, unique item indices.
+    pub exclude: Vec<u32>,
+    /// Required attribute indices.
+    pub required: Vec<u32>,
+}
+
 /// Implicit-ALS fold-in (Hu et al.): for a session history H, the user
 /// vector solves (VᵀV + (α−1) Σ_{i∈H} v_i v_iᵀ + λI) x = α Σ_{i∈H} v_i —
 /// one exact ALS user step. α and λ are the model's own for ALS, the
@@ -166,6 +180,72 @@ impl ServedModel {
         Ok(Some((attrs, ids)))
     }
 
+    /// The owned hot-path form of `q`, when it is one (embedding model,
+    /// known user, no session).
+    pub fn user_query(&self, q: &Query<'_>) -> Result<Option<UserQuery>, QueryError> {
+        if self.artifact.metadata().kind != ModelKind::Embedding || !q.history.is_empty() {
+            return Ok(None);
+        }
+        let Some(user) = q.user.and_then(|id| self.user_index(id)) else {
+            return Ok(None);
+        };
+        let required = match self.required_attributes(&q.filter)? {
+            Some((_, ids)) => ids,
+            None => Vec::new(),
+        };
+        Ok(Some(UserQuery {
+            user,
+            k: q.k,
+            exclude_seen: q.exclude_seen,
+            exclude: self.known_items(q.exclude),
+            required,
+        }))
+    }
+
+    /// Answers several hot-path queries with one pass over the items per
+    /// [`vitrine_core::simd::MAX_BATCH`] queries. Same results as answering
+    /// each alone (int8 scores identical; float scores may differ in the
+    /// last bits through summation order).
+    pub fn recommend_users(&self, queries: &[UserQuery]) -> Vec<Vec<ScoredItem>> {
+        let scanner = self.scanner();
+        let users = self.artifact.user_factors().expect("embedding model");
+        let mut row = vec![0.0; users.padded_dims];
+        let prepared: Vec<_> = queries
+            .iter()
+            .map(|q| {
+                users.row_f32(q.user, &mut row);
+                let offset = self.artifact.user_bias().map_or(0.0, |b| b[q.user])
+                    + self.artifact.metadata().global_bias;
+                scanner.prepare(&row, offset)
+            })
+            .collect();
+        let filters: Vec<ItemFilter<'_>> = queries
+            .iter()
+            .map(|q| {
+                let mut f = ItemFilter::new();
+                if q.exclude_seen {
+                    f = f.exclude_sorted(self.seen(q.user));
+                }
+                if !q.exclude.is_empty() {
+                    f = f.exclude_sorted(&q.exclude);
+                }
+                if !q.required.is_empty()
+                    && let Some(attrs) = self.artifact.item_attributes()
+                {
+                    f = f.require(attrs, q.required.clone());
+                }
+                f
+            })
+            .collect();
+        let k = queries.iter().map(|q| q.k).max().unwrap_or(0);
+        let mut results = scanner.top_k_batch(&prepared, k, |j, item| filters[j].accepts(item));
+        for (r, q) in results.iter_mut().zip(queries) {
+            r.truncate(q.k);
+            self.note_served(r);
+        }
+        results
+    }
+
     pub fn recommend(&self, q: &Query<'_>) -> Result<Answer, QueryError> {
         let user = match q.user {
             Some(id) => match self.user_index(id) {
@@ -204,7 +284,7 @@ impl ServedModel {
                 }
             }
             (ModelKind::Embedding, Some(u), _) if session.is_empty() => {
-                let (scanner, query) = self.user_query(u);
+                let (scanner, query) = self.prepared_user(u);
                 Answer {
                     items: scanner.top_k(&query, k, |i| filter.accepts(i)),
                     fallback: None,
@@ -356,7 +436,7 @@ impl ServedModel {
             ModelKind::Embedding => {
                 let scanner = self.scanner();
                 let query = match u {
-                    Some(u) if history.len() == self.seen(u).len() => self.user_query(u).1,
+                    Some(u) if history.len() == self.seen(u).len() => self.prepared_user(u).1,
                     _ => scanner.prepare(
                         &self.fold_in_vector(&history),
                         self.artifact.metadata().global_bias,
@@ -391,7 +471,7 @@ impl ServedModel {
         )
     }
 
-    fn user_query(&self, u: usize) -> (ItemScanner<'_>, vitrine_core::scan::PreparedQuery) {
+    fn prepared_user(&self, u: usize) -> (ItemScanner<'_>, vitrine_core::scan::PreparedQuery) {
         let scanner = self.scanner();
         let users = self.artifact.user_factors().expect("embedding model");
         let mut row = vec![0.0; users.padded_dims];

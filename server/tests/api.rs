@@ -363,3 +363,30 @@ fn the_newest_valid_version_serves() {
         ]
     );
 }
+
+#[test]
+fn micro_batched_answers_equal_unbatched_ones() {
+    let emb = embedding_model(&spec(ElementType::Int8));
+    let batched = TestServer::start(&[("shop", &emb)], |c| c.micro_batching = true);
+    let single = TestServer::start(&[("shop", &emb)], |c| c.micro_batching = false);
+    // Concurrent requests, so the batcher really groups them.
+    let bodies: Vec<String> = (0..64)
+        .map(|u| {
+            format!(
+                r#"{{"user": "user-{u}", "k": {}, "filter": {{"category": "c{}"}}}}"#,
+                1 + u % 12,
+                u % 5
+            )
+        })
+        .collect();
+    let answers = |s: &TestServer| -> Vec<Value> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = bodies
+                .iter()
+                .map(|b| scope.spawn(move || s.json("/v1/models/shop/recommend", b).1))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    assert_eq!(answers(&batched), answers(&single));
+}

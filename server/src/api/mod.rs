@@ -6,13 +6,14 @@
 pub mod types;
 
 use crate::config::{Config, ModelConfig};
-use crate::model::{Answer, Filter, Query, QueryError, ServedModel};
+use crate::model::{Answer, Filter, Query, QueryError, ServedModel, UserQuery};
 use crate::registry::Registry;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use types::*;
+use vitrine_core::scan::ScoredItem;
 
 /// Everything a handler reads.
 #[derive(Debug)]
@@ -101,6 +102,77 @@ pub mod routes {
     pub const READYZ: &str = "/readyz";
     pub const METRICS: &str = "/metrics";
     pub const UNKNOWN: &str = "unknown";
+}
+
+/// A recommend request reduced to the hot path (embedding model, known
+/// user, no session): the transport may batch these
+/// ([`crate::batch`]) before [`finish_scan`] answers them.
+#[derive(Debug)]
+pub struct ScanJob {
+    pub model: Arc<ServedModel>,
+    pub query: UserQuery,
+}
+
+#[derive(Debug)]
+pub enum Prepared {
+    Answered(&'static str, ApiResponse),
+    Scan(ScanJob),
+}
+
+/// Answers the request, or hands back a hot-path scan to run. Anything that
+/// is not a valid hot-path recommend goes through [`handle`], so errors are
+/// reported exactly as there.
+pub fn prepare(state: &AppState, req: ApiRequest<'_>) -> Prepared {
+    match scan_job(state, &req) {
+        Some(job) => Prepared::Scan(job),
+        None => {
+            let (route, response) = handle(state, req);
+            Prepared::Answered(route, response)
+        }
+    }
+}
+
+fn scan_job(state: &AppState, req: &ApiRequest<'_>) -> Option<ScanJob> {
+    let rest = req.path.strip_prefix("/v1/models/")?;
+    let name = rest.strip_suffix("/recommend")?;
+    if name.contains('/') {
+        return None;
+    }
+    let r: RecommendRequest = match req.method {
+        "POST" => parse_json(&req.body).ok()?,
+        "GET" => query_request(req.query.unwrap_or("")).ok()?,
+        _ => return None,
+    };
+    let (slot, model) = slot_and_model(state, name).ok()?;
+    let cfg = &slot.config;
+    let max_list = state.config.limits.max_list;
+    if r.exclude.len() > max_list {
+        return None;
+    }
+    let query = Query {
+        user: r.user.as_deref(),
+        history: &r.history,
+        exclude: &r.exclude,
+        filter: filter_of(&r.filter, cfg).ok()?,
+        exclude_seen: r.exclude_seen.unwrap_or(cfg.exclude_seen),
+        k: check_k(r.k, cfg).ok()?,
+        popular_fallback: cfg.fallback == "popular",
+    };
+    let query = model.user_query(&query).ok()??;
+    Some(ScanJob { model, query })
+}
+
+/// The answer to a hot-path scan.
+pub fn finish_scan(job: &ScanJob, items: Vec<ScoredItem>) -> (&'static str, ApiResponse) {
+    let answer = Answer {
+        items,
+        fallback: None,
+    };
+    crate::metrics::answer(&job.model, answer.items.first().map(|s| s.score));
+    (
+        routes::RECOMMEND,
+        ApiResponse::json(200, &items_response(&job.model, &answer)),
+    )
 }
 
 /// Routes and answers one request; returns the route template too.

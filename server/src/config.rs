@@ -30,6 +30,7 @@ pub struct Config {
     /// Batch concurrent hot-path recommend requests onto one scan.
     pub micro_batching: bool,
     pub limits: Limits,
+    pub lifecycle: Lifecycle,
     /// Defaults for every model; `[models.<name>]` overrides them.
     pub defaults: ModelConfig,
     /// Models to serve. Empty: every directory under `models_dir` found at
@@ -61,6 +62,43 @@ pub struct Limits {
     pub drain_timeout_ms: u64,
 }
 
+/// Discovery, gates and promotion of new versions (`crate::lifecycle`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Watch models_dir with inotify for new versions.
+    pub watch: bool,
+    /// Full rescan period (the safety net for missed events); 0 = never.
+    pub rescan_interval_ms: u64,
+    /// Quiet time after a filesystem event before scanning (a rename
+    /// yields several events).
+    pub debounce_ms: u64,
+    /// Earlier versions kept loaded for instant rollback.
+    pub keep_versions: usize,
+    /// Queries run on a candidate before it sees traffic.
+    pub warmup_queries: usize,
+    /// K of the offline gate's NDCG@K and Recall@K.
+    pub offline_k: usize,
+    /// The candidate passes if its NDCG@K and Recall@K are each at least
+    /// the serving version's minus this (absolute).
+    pub offline_tolerance: f64,
+    /// Share of live recommend requests mirrored to a candidate (0 turns
+    /// the online gate off).
+    pub online_fraction: f64,
+    /// Mirrored requests needed for an online verdict.
+    pub online_min_samples: usize,
+    /// Longest online shadow; with fewer samples by then the offline gate
+    /// decides alone (and the report says so).
+    pub online_max_duration_ms: u64,
+    /// Lowest mean top-K overlap with the serving version.
+    pub online_min_overlap: f64,
+    /// Highest share of mirrored requests the candidate may fail while the
+    /// serving version answers them.
+    pub online_max_error_rate: f64,
+    /// Highest candidate p99 / serving p99 on the mirrored requests.
+    pub online_max_p99_ratio: f64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -75,6 +113,15 @@ pub struct ModelConfig {
     pub filters: Vec<String>,
     /// Exclude the user's seen items unless the request says otherwise.
     pub exclude_seen: bool,
+    /// Serve exactly this version (no automatic promotion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<u64>,
+    /// Reject versions of another kind (`embedding`, `item_neighbors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Reject embedding versions with other dimensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dims: Option<usize>,
 }
 
 /// Per-model overrides of [`ModelConfig`]; unset keys inherit.
@@ -86,6 +133,9 @@ pub struct ModelOverrides {
     pub fallback: Option<String>,
     pub filters: Option<Vec<String>>,
     pub exclude_seen: Option<bool>,
+    pub pin: Option<u64>,
+    pub kind: Option<String>,
+    pub dims: Option<usize>,
 }
 
 impl Default for Config {
@@ -109,12 +159,30 @@ impl Default for Config {
                 max_list: 10_000,
                 drain_timeout_ms: 10_000,
             },
+            lifecycle: Lifecycle {
+                watch: true,
+                rescan_interval_ms: 5_000,
+                debounce_ms: 200,
+                keep_versions: 2,
+                warmup_queries: 100,
+                offline_k: 10,
+                offline_tolerance: 0.005,
+                online_fraction: 0.05,
+                online_min_samples: 200,
+                online_max_duration_ms: 30_000,
+                online_min_overlap: 0.1,
+                online_max_error_rate: 0.01,
+                online_max_p99_ratio: 2.0,
+            },
             defaults: ModelConfig {
                 k: 10,
                 max_k: 1000,
                 fallback: "popular".into(),
                 filters: vec!["category".into(), "brand".into(), "tags".into()],
                 exclude_seen: true,
+                pin: None,
+                kind: None,
+                dims: None,
             },
             models: BTreeMap::new(),
         }
@@ -141,6 +209,9 @@ impl Config {
             if let Some(v) = o.exclude_seen {
                 m.exclude_seen = v;
             }
+            m.pin = o.pin.or(m.pin);
+            m.kind = o.kind.clone().or(m.kind);
+            m.dims = o.dims.or(m.dims);
         }
         m.max_k = m.max_k.min(self.limits.max_k);
         m
@@ -178,6 +249,19 @@ impl Config {
                     "[models.{name}]: model names are letters, digits, '-', '_' and '.', not starting with '.'"
                 );
             }
+        }
+        let lc = &self.lifecycle;
+        for (key, v) in [
+            ("online_fraction", lc.online_fraction),
+            ("online_min_overlap", lc.online_min_overlap),
+            ("online_max_error_rate", lc.online_max_error_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("[lifecycle] {key} = {v}: need a value between 0 and 1");
+            }
+        }
+        if !(lc.offline_tolerance >= 0.0 && lc.online_max_p99_ratio > 0.0) {
+            bail!("[lifecycle] offline_tolerance must be ≥ 0 and online_max_p99_ratio > 0");
         }
         let l = &self.limits;
         for (key, v) in [
@@ -269,7 +353,9 @@ fn apply_env(tree: &mut toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Re
     };
     for (key, value) in top.iter_mut() {
         match value {
-            toml::Value::Table(section) if key == "limits" || key == "defaults" => {
+            toml::Value::Table(section)
+                if ["limits", "defaults", "lifecycle"].contains(&key.as_str()) =>
+            {
                 for (inner, leaf) in section.iter_mut() {
                     let name = format!("VITRINE_{}_{}", key.to_uppercase(), inner.to_uppercase());
                     if let Some(text) = env(&name) {
@@ -389,6 +475,7 @@ mod tests {
         assert!(err("[defaults]\nfallback = \"random\"\n").contains("fallback"));
         assert!(err("[models.\"../etc\"]\nk = 3\n").contains("model names"));
         assert!(err("listen = [\n").contains("v.toml"));
+        assert!(err("[lifecycle]\nonline_fraction = 2.0\n").contains("online_fraction"));
         let env = |k: &str| (k == "VITRINE_LIMITS_MAX_K").then(|| "lots".to_string());
         let e = format!(
             "{:#}",

@@ -63,6 +63,7 @@ pub async fn serve(
         .header_read_timeout(Duration::from_millis(limits.header_timeout_ms))
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
+    crate::lifecycle::spawn(shared.state.clone());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

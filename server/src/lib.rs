@@ -5,6 +5,7 @@ pub mod api;
 pub mod batch;
 pub mod config;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod registry;

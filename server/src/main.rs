@@ -56,7 +56,7 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let registry = Registry::load(&config);
         let local = listener.local_addr().context("listening address")?;
-        tracing::info!(listen = %local, models = registry.models.len(), "vitrine-server ready");
+        tracing::info!(listen = %local, models = registry.all().len(), "vitrine-server ready");
         let state = Arc::new(AppState { config, registry });
         vitrine_server::http::serve(listener, state, shutdown_signal()).await?;
         tracing::info!("stopped");

@@ -16,6 +16,8 @@ pub const INFLIGHT: &str = "vitrine_inflight_requests";
 pub const TOP_SCORE: &str = "vitrine_recommend_top_score";
 pub const COVERAGE: &str = "vitrine_served_item_coverage";
 pub const SHED: &str = "vitrine_connections_shed_total";
+pub const SHADOW_OVERLAP: &str = "vitrine_shadow_overlap";
+pub const REPORT_WRITE_FAILURES: &str = "vitrine_shadow_report_write_failures_total";
 
 /// Latency buckets from 50 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 17] = [
@@ -89,4 +91,13 @@ pub fn answer(model: &ServedModel, top_score: Option<f32>) {
     }
     gauge!(COVERAGE, "model" => model.name.clone(), "version" => model.version.to_string())
         .set(model.coverage());
+}
+
+pub fn shadow_overlap(model: &str, version: u64, overlap: f64) {
+    gauge!(SHADOW_OVERLAP, "model" => model.to_string(), "version" => version.to_string())
+        .set(overlap);
+}
+
+pub fn report_write_failed(model: &str) {
+    counter!(REPORT_WRITE_FAILURES, "model" => model.to_string()).increment(1);
 }

@@ -159,7 +159,33 @@ fn scan_job(state: &AppState, req: &ApiRequest<'_>) -> Option<ScanJob> {
         popular_fallback: cfg.fallback == "popular",
     };
     let query = model.user_query(&query).ok()??;
+    maybe_mirror(&slot, &model, &r);
     Some(ScanJob { model, query })
+}
+
+/// Mirrors a sampled share of recommend requests to a candidate in online
+/// shadow (issue 6); the comparison runs in its own task after this one.
+fn maybe_mirror(slot: &crate::registry::ModelSlot, model: &Arc<ServedModel>, r: &RecommendRequest) {
+    let Some(shadow) = slot.candidate.load_full() else {
+        return;
+    };
+    if !shadow.sample() {
+        return;
+    }
+    let cfg = &slot.config;
+    let Ok(filter) = filter_of(&r.filter, cfg) else {
+        return;
+    };
+    let mirrored = crate::lifecycle::Mirrored {
+        user: r.user.clone(),
+        history: r.history.clone(),
+        exclude: r.exclude.clone(),
+        filter: filter.required,
+        exclude_seen: r.exclude_seen.unwrap_or(cfg.exclude_seen),
+        k: r.k.map_or(cfg.k, |k| k as usize),
+        popular_fallback: cfg.fallback == "popular",
+    };
+    crate::lifecycle::mirror(model.clone(), shadow, mirrored);
 }
 
 /// The answer to a hot-path scan.
@@ -227,10 +253,10 @@ pub fn handle(state: &AppState, req: ApiRequest<'_>) -> (&'static str, ApiRespon
     (route, result.unwrap_or_else(|e| e.response()))
 }
 
-fn slot_and_model<'s>(
-    state: &'s AppState,
+fn slot_and_model(
+    state: &AppState,
     name: &str,
-) -> Result<(&'s crate::registry::ModelSlot, Arc<ServedModel>), ApiError> {
+) -> Result<(Arc<crate::registry::ModelSlot>, Arc<ServedModel>), ApiError> {
     let slot = state
         .registry
         .get(name)
@@ -283,6 +309,7 @@ fn model_action(
                 parse_json(&req.body)?
             };
             let answer = recommend_one(&model, cfg, limits.max_list, &r)?;
+            maybe_mirror(&slot, &model, &r);
             Ok(ApiResponse::json(200, &items_response(&model, &answer)))
         }
         routes::BATCH => {
@@ -550,7 +577,7 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
 
 fn readyz(state: &AppState) -> ApiResponse {
     let missing = state.registry.not_serving();
-    if state.registry.models.is_empty() {
+    if state.registry.is_empty() {
         ApiResponse::json(
             503,
             &json!({"ready": false, "reason": "no models configured or found"}),
@@ -577,8 +604,8 @@ fn model_summary(slot: &crate::registry::ModelSlot) -> serde_json::Value {
 fn list_models(state: &AppState) -> ApiResponse {
     let models: Vec<serde_json::Value> = state
         .registry
-        .models
-        .values()
+        .all()
+        .iter()
         .map(|s| model_summary(s))
         .collect();
     ApiResponse::json(200, &json!({"models": models}))
@@ -589,9 +616,19 @@ fn model_status(state: &AppState, name: &str) -> Result<ApiResponse, ApiError> {
         .registry
         .get(name)
         .ok_or_else(|| ApiError::new(404, "unknown_model", format!("unknown model {name:?}")))?;
-    let mut v = model_summary(slot);
-    let versions = slot.versions.lock().expect("status lock").clone();
-    v["versions"] = serde_json::to_value(versions).expect("serialisable");
+    let mut v = model_summary(&slot);
+    v["versions"] = serde_json::to_value(slot.statuses()).expect("serialisable");
+    v["retained_versions"] = json!(
+        slot.retained
+            .lock()
+            .expect("retained lock")
+            .iter()
+            .map(|m| m.version)
+            .collect::<Vec<_>>()
+    );
+    if let Some(c) = slot.candidate.load_full() {
+        v["candidate_version"] = json!(c.model.version);
+    }
     if let Some(m) = slot.current() {
         let meta = m.artifact.metadata();
         v["metadata"] = json!({"params": meta.params, "metrics": meta.metrics, "trained_at": meta.trained_at,
@@ -639,13 +676,19 @@ fn rollback(state: &AppState, req: &ApiRequest<'_>, name: &str) -> Result<ApiRes
         return Err(ApiError::new(405, "method_not_allowed", "rollback is POST"));
     }
     check_admin(state, req)?;
-    let (_slot, model) = slot_and_model(state, name)?;
-    Err(ApiError::new(
-        409,
-        "no_previous_version",
-        format!(
-            "model {name:?} serves version {} and holds no earlier version in memory to roll back to",
-            model.version
-        ),
-    ))
+    let (slot, _) = slot_and_model(state, name)?;
+    match slot.rollback() {
+        Ok((from, to)) => {
+            tracing::warn!(model = %name, from, to, "rolled back");
+            Ok(ApiResponse::json(
+                200,
+                &json!({"model": name, "version": to, "rolled_back_from": from}),
+            ))
+        }
+        Err(e) => Err(ApiError::new(
+            409,
+            "no_previous_version",
+            format!("model {name:?}: {e}"),
+        )),
+    }
 }

@@ -153,7 +153,8 @@ def main():
     import bench_server
     with tempfile.TemporaryDirectory() as tmp:
         srv_rows, srv_notes, srv_cmds, srv_detail = bench_server.server_section(a.anchor_python, s, tmp, verdict)
-    cmds += srv_cmds
+        life_rows, life_notes, life_cmds = bench_server.promotions_section(s, tmp, verdict)
+    cmds += srv_cmds + life_cmds
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [
@@ -184,6 +185,13 @@ def main():
     md += [f"| {' | '.join(r)} |" for r in srv_rows]
     md += ["", "Notes from this run:", ""] + [f"- {n}" for n in srv_notes]
     md += ["", "All server runs:", ""] + srv_detail
+    md += ["", "## Lifecycle targets (issue 6)", "",
+           "vitrine-server on core 0 serving a 10k × 64 int8 model under open-loop load from core 1; the same",
+           "artifact published again and again as new versions (each goes through validation, warm-up, the",
+           "offline gate and a 500 ms online shadow before promotion).", "",
+           "| what | Vitrine | reference (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
+    md += [f"| {' | '.join(r)} |" for r in life_rows]
+    md += ["", "Notes from this run:", ""] + [f"- {n}" for n in life_notes]
     md += ["", "## Kernel tables, int8 100,000 × 64, top-10, one query", "",
            "| kernels (float/int8) | q/s | ns per item |", "|---|---|---|"] + table_rows
     md += ["", "## Commands", "", "```"] + cmds + ["```", ""]

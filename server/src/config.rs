@@ -79,6 +79,8 @@ pub struct Lifecycle {
     pub warmup_queries: usize,
     /// K of the offline gate's NDCG@K and Recall@K.
     pub offline_k: usize,
+    /// Holdout users evaluated per holdout (an evenly spaced sample).
+    pub offline_max_users: usize,
     /// The candidate passes if its NDCG@K and Recall@K are each at least
     /// the serving version's minus this (absolute).
     pub offline_tolerance: f64,
@@ -166,6 +168,7 @@ impl Default for Config {
                 keep_versions: 2,
                 warmup_queries: 100,
                 offline_k: 10,
+                offline_max_users: 1000,
                 offline_tolerance: 0.005,
                 online_fraction: 0.05,
                 online_min_samples: 200,

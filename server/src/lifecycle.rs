@@ -143,6 +143,39 @@ fn percentile(v: &[f64], q: f64) -> f64 {
     s[((s.len() - 1) as f64 * q).round() as usize]
 }
 
+/// Runs `f` on a fresh thread at the lowest scheduling priority and awaits
+/// it. Validation, warm-up, the offline gate and report writes (fsync) are
+/// work on the cores that serve traffic; at nice 19 the scheduler gives
+/// serving threads the CPU first, so a promotion takes longer instead of
+/// making requests wait, and the async workers never block on disk.
+/// (On Linux a nice value is per thread.)
+async fn background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    type Job = Box<dyn FnOnce() + Send>;
+    // One long-lived thread (not one per job): its allocator arena and
+    // stack are reused, so promotions do not grow the process.
+    static WORKER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let worker = WORKER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let _ = std::thread::Builder::new()
+            .name("vitrine-lifecycle".into())
+            .spawn(move || {
+                #[cfg(target_os = "linux")]
+                let _ = rustix::process::setpriority_process(None, 19);
+                for job in rx {
+                    job();
+                }
+            });
+        std::sync::Mutex::new(tx)
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    worker.lock().ok()?.send(job).ok()?;
+    rx.await.ok()
+}
+
 /// Runs discovery until the process ends: watcher events (debounced) and
 /// periodic rescans trigger [`scan_all`].
 pub fn spawn(state: Arc<AppState>) {
@@ -270,26 +303,36 @@ async fn evaluate_version(
     // Validate (and open) off the async workers: it reads and checks the
     // whole file.
     let (slot2, dir2) = (slot.clone(), dir.to_path_buf());
-    let opened = tokio::task::spawn_blocking(move || open_version(&slot2, version, &dir2))
+    let opened = background(move || open_version(&slot2, version, &dir2))
         .await
-        .unwrap_or_else(|e| Err(format!("validation task failed: {e}")));
+        .unwrap_or_else(|| Err("validation thread failed".into()));
     let candidate = match opened.and_then(|m| check_compat(slot, &m).map(|()| m)) {
         Ok(m) => Arc::new(m),
         Err(e) => {
             report["outcome"] = json!("failed");
             report["reasons"] = json!([format!("validation: {e}")]);
-            return finish(slot, version, dir, fp, report, Outcome::Failed, Some(e));
+            return finish(
+                slot,
+                version,
+                dir,
+                fp,
+                report,
+                Outcome::Failed,
+                Some(e),
+                None,
+            )
+            .await;
         }
     };
     report["validated_ms"] = json!(started.elapsed().as_secs_f64() * 1e3);
     // Warm up and run the offline gate.
     let (c2, s2, cfg2) = (candidate.clone(), serving.clone(), cfg.clone());
-    let offline = tokio::task::spawn_blocking(move || {
+    let offline = background(move || {
         warm_up(&c2, cfg2.warmup_queries);
         offline_gate(&c2, s2.as_deref(), &cfg2)
     })
     .await
-    .unwrap_or_else(|e| json!({"passed": false, "note": format!("offline gate task failed: {e}")}));
+    .unwrap_or_else(|| json!({"passed": false, "note": "offline gate thread failed"}));
     report["offline"] = offline.clone();
     report["offline_ms"] = json!(started.elapsed().as_secs_f64() * 1e3);
     let mut reasons: Vec<String> = Vec::new();
@@ -344,14 +387,33 @@ async fn evaluate_version(
     if reasons.is_empty() {
         report["outcome"] = json!("promoted");
         report["reasons"] = json!([]);
-        slot.promote(candidate, cfg.keep_versions);
         tracing::info!(model = %slot.name, version, ms = started.elapsed().as_millis() as u64, "promoted");
-        finish(slot, version, dir, fp, report, Outcome::Promoted, None)
+        finish(
+            slot,
+            version,
+            dir,
+            fp,
+            report,
+            Outcome::Promoted,
+            None,
+            Some((candidate, cfg.keep_versions)),
+        )
+        .await
     } else {
         report["outcome"] = json!("rejected");
         report["reasons"] = json!(reasons);
         tracing::warn!(model = %slot.name, version, reasons = ?reasons, "rejected");
-        finish(slot, version, dir, fp, report, Outcome::Rejected, None)
+        finish(
+            slot,
+            version,
+            dir,
+            fp,
+            report,
+            Outcome::Rejected,
+            None,
+            None,
+        )
+        .await
     }
 }
 
@@ -379,7 +441,10 @@ fn vitrine_train_free_now() -> String {
     )
 }
 
-fn finish(
+/// Records a verdict: the report file first (off the async workers: it
+/// fsyncs), then — for a promotion — the swap, then the status.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
     slot: &ModelSlot,
     version: u64,
     dir: &std::path::Path,
@@ -387,6 +452,7 @@ fn finish(
     report: serde_json::Value,
     outcome: Outcome,
     error: Option<String>,
+    promote: Option<(Arc<ServedModel>, usize)>,
 ) -> Outcome {
     let label = match outcome {
         Outcome::Promoted => "promoted",
@@ -395,9 +461,11 @@ fn finish(
     };
     crate::metrics::reload(&slot.name, label);
     let bytes = serde_json::to_vec_pretty(&report).expect("serialisable");
-    if let Err(e) =
-        vitrine_core::artifact::write_atomically(&dir.join("shadow-report.json"), &bytes)
-    {
+    let path = dir.join("shadow-report.json");
+    let written = background(move || vitrine_core::artifact::write_atomically(&path, &bytes))
+        .await
+        .unwrap_or_else(|| Err(std::io::Error::other("report thread failed")));
+    if let Err(e) = written {
         tracing::warn!(model = %slot.name, version, error = %e, "cannot write shadow-report.json (kept in memory)");
         crate::metrics::report_write_failed(&slot.name);
     }
@@ -406,7 +474,9 @@ fn finish(
         Outcome::Rejected => "rejected",
         Outcome::Failed => "failed",
     };
-    // promote() already marked the state; keep the report and fingerprint.
+    if let Some((model, keep)) = promote {
+        slot.promote(model, keep);
+    }
     slot.set_status(VersionStatus {
         version,
         state: state.into(),
@@ -565,6 +635,13 @@ fn offline_gate(
                 cu.index_of(id).is_some() && su.as_ref().is_none_or(|t| t.index_of(id).is_some())
             })
             .collect();
+        // An evenly spaced sample bounds the gate's cost on big holdouts.
+        let max = cfg.offline_max_users.max(1);
+        let users: Vec<u32> = if users.len() > max {
+            (0..max).map(|i| users[i * users.len() / max]).collect()
+        } else {
+            users
+        };
         if users.is_empty() {
             out.insert(
                 name.into(),

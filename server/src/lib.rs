@@ -8,4 +8,5 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod ranker;
 pub mod registry;

@@ -85,6 +85,8 @@ pub struct ServedModel {
     /// Items ever returned by this version (coverage estimate).
     served: Vec<AtomicU64>,
     served_count: AtomicUsize,
+    /// Second stage (`bundle.toml` + ONNX), if the version has one.
+    pub ranker: Option<crate::ranker::Ranker>,
 }
 
 impl ServedModel {
@@ -103,7 +105,54 @@ impl ServedModel {
             fold_in: std::sync::OnceLock::new(),
             served: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             served_count: AtomicUsize::new(0),
+            ranker: None,
         }
+    }
+
+    pub fn with_ranker(mut self, ranker: Option<crate::ranker::Ranker>) -> Self {
+        self.ranker = ranker;
+        self
+    }
+
+    /// How many items the first stage retrieves for a final `k`.
+    fn retrieve(&self, k: usize) -> usize {
+        self.ranker.as_ref().map_or(k, |r| r.candidates.max(k))
+    }
+
+    /// Re-ranks retrieved items with the second stage (when there is one)
+    /// and keeps `k`. A ranker failure keeps the first-stage order (and is
+    /// logged): a broken second stage must not fail requests.
+    fn rerank(
+        &self,
+        mut items: Vec<ScoredItem>,
+        user: &crate::ranker::UserContext<'_>,
+        k: usize,
+    ) -> Vec<ScoredItem> {
+        if let Some(r) = &self.ranker {
+            let n = items.len().min(r.candidates);
+            let pairs: Vec<(u32, f32)> = items[..n].iter().map(|s| (s.item, s.score)).collect();
+            match r.score(&self.artifact, user, &pairs) {
+                Ok(scores) => {
+                    items.truncate(n);
+                    for (s, v) in items.iter_mut().zip(scores) {
+                        s.score = v;
+                    }
+                    // Stable: equal ranker scores keep the first-stage order.
+                    items.sort_by(|a, b| b.score.total_cmp(&a.score));
+                }
+                Err(e) => tracing::warn!(model = %self.name, version = self.version, error = %e,
+                                         "ranker failed; first-stage order kept"),
+            }
+        }
+        items.truncate(k);
+        items
+    }
+
+    fn user_vector(&self, u: usize) -> Option<Vec<f32>> {
+        let users = self.artifact.user_factors()?;
+        let mut row = vec![0.0; users.padded_dims];
+        users.row_f32(u, &mut row);
+        Some(row)
     }
 
     pub fn n_items(&self) -> usize {
@@ -237,13 +286,27 @@ impl ServedModel {
                 f
             })
             .collect();
-        let k = queries.iter().map(|q| q.k).max().unwrap_or(0);
-        let mut results = scanner.top_k_batch(&prepared, k, |j, item| filters[j].accepts(item));
-        for (r, q) in results.iter_mut().zip(queries) {
-            r.truncate(q.k);
-            self.note_served(r);
-        }
+        let k = queries
+            .iter()
+            .map(|q| self.retrieve(q.k))
+            .max()
+            .unwrap_or(0);
+        let results = scanner.top_k_batch(&prepared, k, |j, item| filters[j].accepts(item));
         results
+            .into_iter()
+            .zip(queries)
+            .map(|(mut r, q)| {
+                r.truncate(self.retrieve(q.k));
+                let v = self.ranker.as_ref().and_then(|_| self.user_vector(q.user));
+                let ctx = crate::ranker::UserContext {
+                    activity: self.seen(q.user).len() as f32,
+                    vector: v.as_deref(),
+                };
+                let r = self.rerank(r, &ctx, q.k);
+                self.note_served(&r);
+                r
+            })
+            .collect()
     }
 
     pub fn recommend(&self, q: &Query<'_>) -> Result<Answer, QueryError> {
@@ -285,8 +348,14 @@ impl ServedModel {
             }
             (ModelKind::Embedding, Some(u), _) if session.is_empty() => {
                 let (scanner, query) = self.prepared_user(u);
+                let items = scanner.top_k(&query, self.retrieve(k), |i| filter.accepts(i));
+                let v = self.ranker.as_ref().and_then(|_| self.user_vector(u));
+                let ctx = crate::ranker::UserContext {
+                    activity: self.seen(u).len() as f32,
+                    vector: v.as_deref(),
+                };
                 Answer {
-                    items: scanner.top_k(&query, k, |i| filter.accepts(i)),
+                    items: self.rerank(items, &ctx, k),
                     fallback: None,
                 }
             }
@@ -302,8 +371,13 @@ impl ServedModel {
                 let scanner = self.scanner();
                 let x = self.fold_in_vector(&history);
                 let query = scanner.prepare(&x, self.artifact.metadata().global_bias);
+                let items = scanner.top_k(&query, self.retrieve(k), |i| filter.accepts(i));
+                let ctx = crate::ranker::UserContext {
+                    activity: history.len() as f32,
+                    vector: Some(&x),
+                };
                 Answer {
-                    items: scanner.top_k(&query, k, |i| filter.accepts(i)),
+                    items: self.rerank(items, &ctx, k),
                     fallback: None,
                 }
             }
@@ -315,8 +389,14 @@ impl ServedModel {
                     history.dedup();
                 }
                 let neighbors = self.artifact.item_neighbors().expect("validated");
-                let mut items =
-                    top_k_neighbors(&neighbors, &history, None, k, |i| filter.accepts(i));
+                let items = top_k_neighbors(&neighbors, &history, None, self.retrieve(k), |i| {
+                    filter.accepts(i)
+                });
+                let ctx = crate::ranker::UserContext {
+                    activity: history.len() as f32,
+                    vector: None,
+                };
+                let mut items = self.rerank(items, &ctx, k);
                 // Fewer than k connected items qualify: fill with the most
                 // popular qualifying items (score 0), so k come back
                 // whenever k items qualify.

@@ -321,18 +321,30 @@ fn model_action(
                     limits.max_batch
                 )));
             }
-            let results: Vec<serde_json::Value> = b
+            let outcomes: Vec<Result<Answer, ApiError>> = b
                 .requests
                 .iter()
-                .map(|r| match recommend_one(&model, cfg, limits.max_list, r) {
-                    Ok(a) => serde_json::to_value(items_response(&model, &a)).expect("serialisable"),
-                    Err(e) => json!({"error": ErrorBody { code: e.code, message: &e.message }, "status": e.status}),
+                .map(|r| recommend_one(&model, cfg, limits.max_list, r))
+                .collect();
+            let results = outcomes
+                .iter()
+                .map(|o| match o {
+                    Ok(a) => BatchResult::Items(items_response(&model, a)),
+                    Err(e) => BatchResult::Error {
+                        error: ErrorBody {
+                            code: e.code,
+                            message: &e.message,
+                        },
+                        status: e.status,
+                    },
                 })
                 .collect();
-            Ok(ApiResponse::json(
-                200,
-                &json!({"model": model.name, "version": model.version, "results": results}),
-            ))
+            let body = BatchResponse {
+                model: &model.name,
+                version: model.version,
+                results,
+            };
+            Ok(ApiResponse::json(200, &body))
         }
         routes::SIMILAR => {
             let r: SimilarRequest = parse_json(&req.body)?;

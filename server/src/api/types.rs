@@ -74,3 +74,19 @@ pub struct ErrorBody<'a> {
     pub code: &'a str,
     pub message: &'a str,
 }
+
+/// One `recommend:batch` result: an answer or an error, serialised
+/// directly (scores keep their f32 text, as in single answers).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BatchResult<'a> {
+    Items(ItemsResponse<'a>),
+    Error { error: ErrorBody<'a>, status: u16 },
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchResponse<'a> {
+    pub model: &'a str,
+    pub version: u64,
+    pub results: Vec<BatchResult<'a>>,
+}

@@ -1,0 +1,171 @@
+//! The second-stage ranker: engine agreement with onnxruntime, re-ranking
+//! in the served answer, and bundles that must be rejected at load.
+//! Fixtures: scripts/fixtures/ranker_onnx.py.
+
+mod common;
+
+use common::TestServer;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use vitrine_core::synthetic::{SyntheticSpec, embedding_model};
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ranker")
+}
+
+#[test]
+fn tract_agrees_with_onnxruntime() {
+    let io: Value =
+        serde_json::from_slice(&std::fs::read(data().join("mlp-io.json")).unwrap()).unwrap();
+    let x: Vec<f32> = io["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let want: Vec<f32> = io["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let (rows, cols) = (
+        io["rows"].as_u64().unwrap() as usize,
+        io["cols"].as_u64().unwrap() as usize,
+    );
+    let got = vitrine_server::ranker::run_onnx(
+        &data().join("mlp.onnx"),
+        "features",
+        "score",
+        rows,
+        cols,
+        &x,
+    )
+    .unwrap();
+    assert_eq!(got.len(), want.len());
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5, "tract and onnxruntime differ by {worst}");
+}
+
+/// A models dir with the demo model as version 1, plus `bundle` and
+/// `onnx` (copied as ranker.onnx) when given.
+fn with_bundle(bundle: Option<&str>, onnx: Option<&str>) -> tempfile::TempDir {
+    let parts = embedding_model(&SyntheticSpec::demo());
+    let dir = common::models_dir(&[("shop", &parts)]);
+    let v = dir.path().join("shop/1");
+    if let Some(b) = bundle {
+        std::fs::write(v.join("bundle.toml"), b).unwrap();
+    }
+    if let Some(o) = onnx {
+        std::fs::copy(data().join(o), v.join("ranker.onnx")).unwrap();
+    }
+    dir
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn answers_are_the_retrieved_candidates_in_the_rankers_order() {
+    let bundle = std::fs::read_to_string(data().join("bundle.toml")).unwrap();
+    let ranked = TestServer::start_in(
+        with_bundle(Some(&bundle), Some("neg_popularity.onnx")),
+        |_| {},
+    );
+    let plain = TestServer::start_in(with_bundle(None, None), |_| {});
+    let art = vitrine_core::Artifact::open(&plain.models_path().join("shop/1/model.vtr")).unwrap();
+    let pop = art.item_popularity().unwrap();
+    for body in [
+        r#"{"user": "user-4", "k": 10}"#,
+        r#"{"history": ["SKU-00001-M", "SKU-00100-S"], "k": 10}"#,
+    ] {
+        let (st, got) = ranked.json("/v1/models/shop/recommend", body);
+        assert_eq!(st, 200, "{got}");
+        // First stage: the top 50 (the bundle's candidates); the ranker
+        // scores −popularity, so the answer is those by ascending popularity.
+        let first = body.replace("\"k\": 10", "\"k\": 50");
+        let candidates = ids(&plain.json("/v1/models/shop/recommend", &first).1);
+        let mut expect = candidates.clone();
+        expect.sort_by(|a, b| {
+            let p = |id: &String| pop[art.item_ids().index_of(id).unwrap() as usize];
+            p(a).total_cmp(&p(b))
+        });
+        expect.truncate(10);
+        assert_eq!(ids(&got), expect, "{body}");
+        let first_score = got["items"][0]["score"].as_f64().unwrap();
+        let p0 = pop[art.item_ids().index_of(&expect[0]).unwrap() as usize];
+        assert!(
+            (first_score + f64::from(p0)).abs() < 1e-4,
+            "score is the ranker's: {first_score} vs −{p0}"
+        );
+    }
+    // The batched hot path re-ranks too.
+    let (_, batch) = ranked.json(
+        "/v1/models/shop/recommend:batch",
+        r#"{"requests": [{"user": "user-4", "k": 10}]}"#,
+    );
+    let (_, single) = ranked.json(
+        "/v1/models/shop/recommend",
+        r#"{"user": "user-4", "k": 10}"#,
+    );
+    assert_eq!(batch["results"][0]["items"], single["items"]);
+}
+
+#[test]
+fn bundles_that_do_not_fit_reject_the_version_with_a_reason() {
+    let good = std::fs::read_to_string(data().join("bundle.toml")).unwrap();
+    let cases = [
+        (
+            good.replace("\"item_factors\"", "\"item_popularity\""),
+            "mlp.onnx",
+            "[50, 37]",
+        ),
+        (
+            good.replace("input = \"features\"", "input = \"x\""),
+            "mlp.onnx",
+            "input is named \"features\"",
+        ),
+        (
+            good.replace("output = \"score\"", "output = \"logit\""),
+            "mlp.onnx",
+            "no output named \"logit\"",
+        ),
+        (
+            good.replace("attribute:tag=sale", "attribute:tag=clearance"),
+            "mlp.onnx",
+            "no item attribute \"tag=clearance\"",
+        ),
+        (
+            good.replace("features = [", "features = [\"mood\", "),
+            "mlp.onnx",
+            "unknown feature \"mood\"",
+        ),
+        (good.clone(), "missing.onnx", "ranker.onnx"),
+        (
+            "[ranker\nfeatures = 3".to_string(),
+            "mlp.onnx",
+            "bundle.toml",
+        ),
+    ];
+    for (bundle, onnx, needle) in cases {
+        let dir = with_bundle(Some(&bundle), (onnx != "missing.onnx").then_some(onnx));
+        let s = TestServer::start_in(dir, |_| {});
+        let st = s.get("/v1/models/shop").json();
+        assert_eq!(st["state"], "not_serving", "{bundle}");
+        let err = st["versions"][0]["error"].as_str().unwrap().to_string();
+        assert!(
+            err.contains("ranker bundle") && err.contains(needle),
+            "{needle:?} not in {err:?}"
+        );
+    }
+}

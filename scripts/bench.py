@@ -154,7 +154,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         srv_rows, srv_notes, srv_cmds, srv_detail = bench_server.server_section(a.anchor_python, s, tmp, verdict)
         life_rows, life_notes, life_cmds = bench_server.promotions_section(s, tmp, verdict)
-    cmds += srv_cmds + life_cmds
+        rk_rows, rk_notes, rk_cmds = bench_server.ranker_section(s, tmp, verdict)
+    cmds += srv_cmds + life_cmds + rk_cmds
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [
@@ -192,6 +193,12 @@ def main():
            "| what | Vitrine | reference (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
     md += [f"| {' | '.join(r)} |" for r in life_rows]
     md += ["", "Notes from this run:", ""] + [f"- {n}" for n in life_notes]
+    md += ["", "## Ranker targets (issue 7)", "",
+           "vitrine-server on core 0, a 10k × 32 int8 model with and without a ranker bundle (the MLP fixture,",
+           "200 candidates), open loop at 500 req/s from core 1: the p50 difference is the cost of the second stage.", "",
+           "| what | Vitrine | reference (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
+    md += [f"| {' | '.join(r)} |" for r in rk_rows]
+    md += ["", "Notes from this run:", ""] + [f"- {n}" for n in rk_notes]
     md += ["", "## Kernel tables, int8 100,000 × 64, top-10, one query", "",
            "| kernels (float/int8) | q/s | ns per item |", "|---|---|---|"] + table_rows
     md += ["", "## Commands", "", "```"] + cmds + ["```", ""]

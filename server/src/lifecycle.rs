@@ -576,6 +576,51 @@ fn cases_for(source: &Artifact, art: &Artifact, users: &[u32]) -> Cases {
     out
 }
 
+/// Quality of a served version as it answers requests — through its ranker
+/// bundle when it has one — for the holdout users of `source` (by id).
+fn served_quality(
+    m: &ServedModel,
+    source: &Artifact,
+    users: &[u32],
+    k: usize,
+) -> (f64, f64, usize) {
+    let (Some(src_users), Some(holdout)) = (source.user_ids(), source.holdout()) else {
+        return (0.0, 0.0, 0);
+    };
+    let src_items = source.item_ids();
+    let mut metrics = vitrine_core::metrics::RankingMetrics::new(k, m.n_items());
+    for &u in users {
+        let mut relevant: Vec<u32> = holdout
+            .row(u as usize)
+            .iter()
+            .filter_map(|&i| m.item_index(src_items.id(i as usize)))
+            .collect();
+        relevant.sort_unstable();
+        relevant.dedup();
+        if relevant.is_empty() {
+            continue;
+        }
+        let q = Query {
+            user: Some(src_users.id(u as usize)),
+            k,
+            exclude_seen: true,
+            popular_fallback: false,
+            ..Query::default()
+        };
+        let ranked: Vec<u32> = m
+            .recommend(&q)
+            .map(|a| a.items.iter().map(|s| s.item).collect())
+            .unwrap_or_default();
+        metrics.add(&ranked, &relevant);
+    }
+    let r = metrics.finish();
+    (
+        r[&format!("ndcg@{k}")],
+        r[&format!("recall@{k}")],
+        metrics.users(),
+    )
+}
+
 fn quality(art: &Artifact, c: &Cases, k: usize) -> (f64, f64, usize) {
     let cases: Vec<UserCase<'_>> = (0..c.users.len())
         .filter(|&i| !c.relevant[i].is_empty())
@@ -649,11 +694,23 @@ fn offline_gate(
             );
             continue;
         }
-        let (cn, cr, n) = quality(c, &cases_for(source, c, &users), k);
+        // With a ranker bundle on either side, compare the versions as they
+        // answer (first stage + ranker); otherwise the artifact evaluation
+        // the trainer uses.
+        let ranked = candidate.ranker.is_some() || serving.is_some_and(|s| s.ranker.is_some());
+        let (cn, cr, n) = if ranked {
+            served_quality(candidate, source, &users, k)
+        } else {
+            quality(c, &cases_for(source, c, &users), k)
+        };
         let mut entry =
             json!({"users": n, "candidate": {format!("ndcg@{k}"): cn, format!("recall@{k}"): cr}});
         if let Some(s) = serving {
-            let (sn, sr, _) = quality(&s.artifact, &cases_for(source, &s.artifact, &users), k);
+            let (sn, sr, _) = if ranked {
+                served_quality(s, source, &users, k)
+            } else {
+                quality(&s.artifact, &cases_for(source, &s.artifact, &users), k)
+            };
             let ok = cn >= sn - cfg.offline_tolerance && cr >= sr - cfg.offline_tolerance;
             entry["serving"] = json!({format!("ndcg@{k}"): sn, format!("recall@{k}"): sr});
             entry["passed"] = json!(ok);

@@ -373,3 +373,33 @@ fn a_new_model_directory_is_discovered_at_run_time() {
         200
     );
 }
+
+#[test]
+fn ranker_bundles_go_through_the_gates() {
+    let good = small(1);
+    let dir = common::models_dir(&[("shop", &good)]);
+    let s = TestServer::start_in(dir, fast);
+    let m = s.models_path().join("shop");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ranker");
+    let bundle = std::fs::read_to_string(fixtures.join("bundle.toml")).unwrap();
+    let publish_with = |v: u64, onnx: &str| {
+        let tmp = m.join(format!(".tmp-{v}"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        good.write(&tmp.join("model.vtr")).unwrap();
+        std::fs::write(tmp.join("bundle.toml"), &bundle).unwrap();
+        std::fs::copy(fixtures.join(onnx), tmp.join("ranker.onnx")).unwrap();
+        std::fs::rename(&tmp, m.join(v.to_string())).unwrap();
+    };
+    // A ranker that puts the least popular candidates first ranks held-out
+    // items worse: the offline gate, which evaluates versions as they
+    // answer, rejects it.
+    publish_with(2, "neg_popularity.onnx");
+    let st = wait_for(&s, "a verdict on 2", |st| {
+        version_state(st, 2) == "rejected"
+    });
+    assert_eq!(st["version"], 1);
+    // A ranker that keeps the first stage's order is as good: promoted.
+    publish_with(3, "retrieval_score.onnx");
+    wait_for(&s, "3 to serve", |st| st["version"] == 3);
+    s.assert_serving();
+}

@@ -339,3 +339,37 @@ pub fn run_onnx(
         .map_err(|e| e.to_string())?;
     Ok(view.iter().copied().collect())
 }
+
+/// The same computation on ONNX Runtime (cargo feature `ort`), loading the
+/// library from `lib` (e.g. `$ORT_DYLIB_PATH`).
+#[cfg(feature = "ort")]
+pub fn run_onnx_ort(
+    lib: &Path,
+    path: &Path,
+    input: &str,
+    output: &str,
+    rows: usize,
+    cols: usize,
+    data: &[f32],
+) -> Result<Vec<f32>, String> {
+    let env = ort::init_from(lib)
+        .map_err(|e| format!("loading {}: {e}", lib.display()))?
+        .build()
+        .map_err(|e| format!("ONNX Runtime environment: {e}"))?;
+    let mut session = ort::session::Session::builder(&env)
+        .map_err(|e| e.to_string())?
+        .commit_from_file(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let tensor =
+        ort::value::Tensor::from_array(([rows, cols], data.to_vec())).map_err(|e| e.to_string())?;
+    let outputs = session
+        .run(ort::inputs![input => tensor])
+        .map_err(|e| e.to_string())?;
+    let value = outputs
+        .get(output)
+        .ok_or_else(|| format!("no output {output:?}"))?;
+    let (_, scores) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| e.to_string())?;
+    Ok(scores.to_vec())
+}

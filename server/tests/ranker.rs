@@ -51,6 +51,73 @@ fn tract_agrees_with_onnxruntime() {
     assert!(worst <= 1e-5, "tract and onnxruntime differ by {worst}");
 }
 
+/// ONNX Runtime (cargo feature `ort`, library from ORT_DYLIB_PATH) gives
+/// the same scores as onnxruntime's Python package and as tract.
+#[cfg(feature = "ort")]
+#[test]
+fn ort_agrees_with_onnxruntime_and_tract() {
+    let Ok(lib) = std::env::var("ORT_DYLIB_PATH") else {
+        eprintln!(
+            "SKIPPED ort_agrees_with_onnxruntime_and_tract: set ORT_DYLIB_PATH to libonnxruntime.so"
+        );
+        return;
+    };
+    let io: Value =
+        serde_json::from_slice(&std::fs::read(data().join("mlp-io.json")).unwrap()).unwrap();
+    let x: Vec<f32> = io["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let want: Vec<f32> = io["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let (rows, cols) = (
+        io["rows"].as_u64().unwrap() as usize,
+        io["cols"].as_u64().unwrap() as usize,
+    );
+    let path = data().join("mlp.onnx");
+    let ort = vitrine_server::ranker::run_onnx_ort(
+        Path::new(&lib),
+        &path,
+        "features",
+        "score",
+        rows,
+        cols,
+        &x,
+    )
+    .unwrap();
+    let tract =
+        vitrine_server::ranker::run_onnx(&path, "features", "score", rows, cols, &x).unwrap();
+    let worst = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert_eq!(ort.len(), want.len());
+    assert!(
+        worst(&ort, &want) <= 1e-5,
+        "ort vs onnxruntime: {}",
+        worst(&ort, &want)
+    );
+    assert!(
+        worst(&ort, &tract) <= 1e-5,
+        "ort vs tract: {}",
+        worst(&ort, &tract)
+    );
+}
+
+#[cfg(not(feature = "ort"))]
+#[test]
+fn ort_engine_not_built() {
+    eprintln!("SKIPPED ort agreement: build with --features ort (and ORT_DYLIB_PATH) to run it");
+}
+
 /// A models dir with the demo model as version 1, plus `bundle` and
 /// `onnx` (copied as ranker.onnx) when given.
 fn with_bundle(bundle: Option<&str>, onnx: Option<&str>) -> tempfile::TempDir {

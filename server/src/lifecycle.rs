@@ -298,7 +298,7 @@ async fn evaluate_version(
     let mut report = json!({
         "model": slot.name, "version": version,
         "serving_version": serving.as_ref().map(|m| m.version),
-        "started_at": vitrine_train_free_now(),
+        "started_at": vitrine_core::rfc3339_now(),
     });
     // Validate (and open) off the async workers: it reads and checks the
     // whole file.
@@ -415,30 +415,6 @@ async fn evaluate_version(
         )
         .await
     }
-}
-
-/// RFC 3339 now, without a date crate.
-fn vitrine_train_free_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Records a verdict: the report file first (off the async workers: it

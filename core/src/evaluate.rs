@@ -60,6 +60,19 @@ fn evaluate_part(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> RankingMet
 /// as the server ranks them: the artifact's own scoring, batched scans for
 /// embedding models.
 pub fn rank_cases(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> Vec<Vec<u32>> {
+    rank_cases_scored(art, cases, k)
+        .into_iter()
+        .map(|top| top.iter().map(|s| s.item).collect())
+        .collect()
+}
+
+/// [`rank_cases`] with the scores the server's first stage reports (the
+/// trainer fits second-stage rankers on them).
+pub fn rank_cases_scored(
+    art: &Artifact,
+    cases: &[UserCase<'_>],
+    k: usize,
+) -> Vec<Vec<crate::scan::ScoredItem>> {
     let mut lists = Vec::with_capacity(cases.len());
     match art.metadata().kind {
         ModelKind::Embedding => {
@@ -81,11 +94,7 @@ pub fn rank_cases(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> Vec<Vec<u
                 let results = scanner.top_k_batch(&queries, k, |j, item| {
                     batch[j].exclude.binary_search(&item).is_err()
                 });
-                lists.extend(
-                    results
-                        .into_iter()
-                        .map(|top| top.iter().map(|s| s.item).collect()),
-                );
+                lists.extend(results);
             }
         }
         ModelKind::ItemNeighbors => {
@@ -96,7 +105,7 @@ pub fn rank_cases(art: &Artifact, cases: &[UserCase<'_>], k: usize) -> Vec<Vec<u
                 let top = top_k_neighbors(&neighbors, case.history, None, k, |item| {
                     case.exclude.binary_search(&item).is_err()
                 });
-                lists.push(top.iter().map(|s| s.item).collect());
+                lists.push(top);
             }
         }
     }

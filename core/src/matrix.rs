@@ -506,15 +506,36 @@ impl<'a> Matrix<'a> {
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
         assert!(r < self.rows && out.len() == self.padded_dims);
         out.fill(0.0);
-        for (d, o) in out.iter_mut().enumerate().take(self.dims) {
-            let i = self.position(r, d);
-            *o = match self.data {
-                MatrixData::F32(v) => v[i],
-                MatrixData::F16(v) => v[i].to_f32(),
-                MatrixData::Int8 { values, scales } => {
-                    f32::from(self.signed(values[i])) * scales[r]
+        let dims = self.dims;
+        // One loop per storage case, so the element type and layout are not
+        // re-decided per value (the ranker decodes hundreds of rows per
+        // request).
+        match (self.data, self.blocked) {
+            (MatrixData::Int8 { values, scales }, true) => {
+                use crate::simd::I8_GROUP;
+                let base = (r / BLOCK) * BLOCK * self.padded_dims + (r % BLOCK) * I8_GROUP;
+                for (g, chunk) in out[..dims].chunks_mut(I8_GROUP).enumerate() {
+                    let at = base + g * BLOCK * I8_GROUP;
+                    for (o, &v) in chunk.iter_mut().zip(&values[at..at + I8_GROUP]) {
+                        *o = f32::from((i16::from(v) - 128) as i8) * scales[r];
+                    }
                 }
-            };
+            }
+            (MatrixData::F32(v), false) => {
+                out[..dims].copy_from_slice(&v[r * self.padded_dims..][..dims]);
+            }
+            (data, _) => {
+                for (d, o) in out.iter_mut().enumerate().take(dims) {
+                    let i = self.position(r, d);
+                    *o = match data {
+                        MatrixData::F32(v) => v[i],
+                        MatrixData::F16(v) => v[i].to_f32(),
+                        MatrixData::Int8 { values, scales } => {
+                            f32::from(self.signed(values[i])) * scales[r]
+                        }
+                    };
+                }
+            }
         }
     }
 

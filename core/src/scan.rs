@@ -22,7 +22,6 @@
 use crate::matrix::{Matrix, MatrixData, quantize_row};
 use crate::simd::{BLOCK, BlockOutput, Epilogue, Kernels, MAX_BATCH, QueryI8, kernels};
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 /// One recommended item: dense index and score.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,71 +30,78 @@ pub struct ScoredItem {
     pub score: f32,
 }
 
-/// Heap entry ordered so that the heap's top is the *worst* kept item:
-/// lower score is worse; on equal scores the higher index is worse.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Kept(ScoredItem);
-
-impl Eq for Kept {}
-impl PartialOrd for Kept {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Kept {
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .0
-            .score
-            .total_cmp(&self.0.score)
-            .then(self.0.item.cmp(&other.0.item))
-    }
+/// Best first: higher score, then (on equal scores) the lower item index.
+fn best_first(a: &ScoredItem, b: &ScoredItem) -> Ordering {
+    b.score.total_cmp(&a.score).then(a.item.cmp(&b.item))
 }
 
 /// The best `k` items seen so far. Ties break towards the lower item index,
 /// so results are deterministic.
+///
+/// Candidates are appended to a buffer; when it holds `2k` they are cut
+/// back to the best `k` by selection (O(k)), which also raises the
+/// threshold. Pushing is O(1) amortised whatever `k` is — a binary heap
+/// costs O(log k) per entering item, which dominated re-ranking requests
+/// that retrieve 200 candidates (docs/BENCHMARKS.md).
 #[derive(Debug)]
 pub struct TopK {
     k: usize,
-    heap: BinaryHeap<Kept>,
+    kept: Vec<ScoredItem>,
+    /// The worst kept score after the last cut (or once `k` are held);
+    /// anything below it can never enter.
+    floor: f32,
 }
 
 impl TopK {
     pub fn new(k: usize) -> Self {
         Self {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            kept: Vec::with_capacity(2 * k),
+            floor: f32::NEG_INFINITY,
         }
     }
 
-    /// A score must beat this to enter (ties with the worst kept item enter
-    /// only with a lower index, see [`Self::push`]).
+    /// A score must reach this to enter (a tie with the worst kept item
+    /// enters only with a lower index).
     pub fn threshold(&self) -> f32 {
-        match (self.heap.len() < self.k, self.k) {
-            (_, 0) => f32::INFINITY,
-            (true, _) => f32::NEG_INFINITY,
-            (false, _) => self.heap.peek().map_or(f32::NEG_INFINITY, |w| w.0.score),
+        if self.k == 0 {
+            f32::INFINITY
+        } else {
+            self.floor
         }
     }
 
     pub fn push(&mut self, item: u32, score: f32) {
-        let candidate = Kept(ScoredItem { item, score });
-        if self.heap.len() < self.k {
-            self.heap.push(candidate);
-        } else if let Some(mut worst) = self.heap.peek_mut()
-            && candidate < *worst
-        {
-            *worst = candidate;
+        if self.k == 0 || score < self.floor {
+            return;
+        }
+        self.kept.push(ScoredItem { item, score });
+        if self.kept.len() == self.k && self.floor == f32::NEG_INFINITY {
+            // First time full: the worst of the k is a valid floor.
+            self.floor = self
+                .kept
+                .iter()
+                .map(|s| s.score)
+                .fold(f32::INFINITY, f32::min);
+        } else if self.kept.len() >= 2 * self.k {
+            self.cut();
+        }
+    }
+
+    /// Keeps the best `k` and raises the floor to the worst of them.
+    fn cut(&mut self) {
+        if self.kept.len() > self.k {
+            self.kept.select_nth_unstable_by(self.k - 1, best_first);
+            self.kept.truncate(self.k);
+            self.floor = self.kept[self.k - 1].score;
         }
     }
 
     /// Best first.
-    pub fn into_sorted(self) -> Vec<ScoredItem> {
-        self.heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|k| k.0)
-            .collect()
+    pub fn into_sorted(mut self) -> Vec<ScoredItem> {
+        self.kept.sort_unstable_by(best_first);
+        self.kept.truncate(self.k);
+        self.kept
     }
 }
 

@@ -51,6 +51,13 @@ fn embedding_round_trip_every_dtype() {
                 assert!((a - b).abs() <= tol, "{dtype:?} item {i}: {a} vs {b}");
             }
             assert!(row[20..].iter().all(|&x| x == 0.0), "padding is zero");
+            // The int8 fast path equals the element-by-element decoding.
+            let mut signed = vec![0i8; m.padded_dims];
+            if let Some(scale) = m.row_i8(i, &mut signed) {
+                for d in 0..20 {
+                    assert_eq!(row[d], f32::from(signed[d]) * scale, "item {i} dim {d}");
+                }
+            }
         }
         let u = art.user_factors().unwrap();
         let mut urow = vec![0.0; u.padded_dims];

@@ -217,8 +217,40 @@ fn quantised_models_rank_like_the_f32_model() {
     assert!(int8 >= 0.85, "int8 top-10 overlap {int8}");
 }
 
+proptest::proptest! {
+    /// TopK against sorting everything: any push order, many ties, any k
+    /// (including k above the number of items and the 2k cut points).
+    #[test]
+    fn top_k_equals_sorting_everything(
+        scores in proptest::collection::vec(0u8..12, 0..600),
+        order_seed in 0u64..1000,
+        k in 0usize..80,
+    ) {
+        let mut items: Vec<(u32, f32)> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (i as u32, f32::from(s) * 0.5 - 2.0))
+            .collect();
+        let mut oracle = items.clone();
+        oracle.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        oracle.truncate(k);
+        // Push in a seeded shuffled order.
+        let mut state = order_seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        for i in (1..items.len()).rev() {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            items.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        let mut top = TopK::new(k);
+        for (i, s) in &items {
+            top.push(*i, *s);
+        }
+        let got: Vec<(u32, f32)> = top.into_sorted().iter().map(|s| (s.item, s.score)).collect();
+        proptest::prop_assert_eq!(got, oracle);
+    }
+}
+
 #[test]
-fn top_k_heap_breaks_ties_by_lower_index() {
+fn top_k_breaks_ties_by_lower_index() {
     let mut top = TopK::new(2);
     for (i, s) in [(5, 1.0), (3, 1.0), (9, 2.0), (1, 1.0)] {
         top.push(i, s);

@@ -124,6 +124,9 @@ pub struct ModelConfig {
     /// Reject embedding versions with other dimensions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dims: Option<usize>,
+    /// Engine for a version's ranker.onnx: `tract` or `ort` (needs the
+    /// `ort` cargo feature and ORT_DYLIB_PATH).
+    pub ranker_engine: String,
 }
 
 /// Per-model overrides of [`ModelConfig`]; unset keys inherit.
@@ -138,6 +141,7 @@ pub struct ModelOverrides {
     pub pin: Option<u64>,
     pub kind: Option<String>,
     pub dims: Option<usize>,
+    pub ranker_engine: Option<String>,
 }
 
 impl Default for Config {
@@ -186,6 +190,7 @@ impl Default for Config {
                 pin: None,
                 kind: None,
                 dims: None,
+                ranker_engine: "tract".into(),
             },
             models: BTreeMap::new(),
         }
@@ -215,6 +220,9 @@ impl Config {
             m.pin = o.pin.or(m.pin);
             m.kind = o.kind.clone().or(m.kind);
             m.dims = o.dims.or(m.dims);
+            if let Some(v) = &o.ranker_engine {
+                m.ranker_engine = v.clone();
+            }
         }
         m.max_k = m.max_k.min(self.limits.max_k);
         m
@@ -242,6 +250,8 @@ impl Config {
                     m.fallback
                 );
             }
+            crate::ranker::EngineKind::parse(&m.ranker_engine)
+                .map_err(|e| anyhow::anyhow!("[{name}] {e}"))?;
             if m.k == 0 || m.k > m.max_k {
                 bail!("[{name}] k = {}: need 1 ≤ k ≤ max_k ({})", m.k, m.max_k);
             }

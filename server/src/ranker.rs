@@ -73,12 +73,48 @@ pub enum Feature {
 
 type Plan = std::sync::Arc<TypedSimplePlan>;
 
+/// Which inference engine runs the ranker (`ranker_engine` in the server
+/// configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// tract-onnx, pure Rust, always built.
+    Tract,
+    /// ONNX Runtime loaded at run time from `ORT_DYLIB_PATH` (cargo feature
+    /// `ort`).
+    Ort,
+}
+
+impl EngineKind {
+    /// Parses the configuration value; `ort` needs a build with the feature.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "tract" => Ok(Self::Tract),
+            "ort" if cfg!(feature = "ort") => Ok(Self::Ort),
+            "ort" => Err(
+                "ranker_engine = \"ort\": this binary was built without ONNX Runtime; rebuild with `--features ort`"
+                    .into(),
+            ),
+            other => Err(format!(
+                "ranker_engine = {other:?}: use \"tract\" or \"ort\""
+            )),
+        }
+    }
+}
+
+/// A loaded model in one of the engines.
+enum Engine {
+    Tract(Plan),
+    #[cfg(feature = "ort")]
+    Ort(ort_engine::OrtRanker),
+}
+
 pub struct Ranker {
     pub features: Vec<Feature>,
     pub width: usize,
     pub candidates: usize,
     pub names: Vec<String>,
-    plan: Plan,
+    pub engine: EngineKind,
+    plan: Engine,
     /// Reused feature buffer (one request at a time per version holds it).
     buffer: Mutex<Vec<f32>>,
 }
@@ -89,6 +125,7 @@ impl std::fmt::Debug for Ranker {
             .field("features", &self.names)
             .field("width", &self.width)
             .field("candidates", &self.candidates)
+            .field("engine", &self.engine)
             .finish()
     }
 }
@@ -104,7 +141,7 @@ pub struct UserContext<'a> {
 impl Ranker {
     /// Loads `dir/bundle.toml` (if present) for `art`; `Ok(None)` without a
     /// bundle.
-    pub fn load(dir: &Path, art: &Artifact) -> Result<Option<Self>, String> {
+    pub fn load(dir: &Path, art: &Artifact, engine: EngineKind) -> Result<Option<Self>, String> {
         let path = dir.join("bundle.toml");
         if !path.exists() {
             return Ok(None);
@@ -167,13 +204,30 @@ impl Ranker {
             return Err("bundle.toml: no features".into());
         }
         let onnx_path = dir.join(&spec.file);
-        let plan =
-            load_plan(&onnx_path, &spec, width).map_err(|e| format!("{}: {e}", spec.file))?;
+        let plan = match engine {
+            EngineKind::Tract => Engine::Tract(
+                load_plan(&onnx_path, &spec, width).map_err(|e| format!("{}: {e}", spec.file))?,
+            ),
+            #[cfg(feature = "ort")]
+            EngineKind::Ort => Engine::Ort(
+                ort_engine::OrtRanker::load(
+                    &onnx_path,
+                    &spec.input,
+                    &spec.output,
+                    spec.candidates,
+                    width,
+                )
+                .map_err(|e| format!("{} (ONNX Runtime): {e}", spec.file))?,
+            ),
+            #[cfg(not(feature = "ort"))]
+            EngineKind::Ort => return Err(EngineKind::parse("ort").unwrap_err()),
+        };
         Ok(Some(Self {
             features,
             width,
             candidates: spec.candidates,
             names: spec.features,
+            engine,
             plan,
             buffer: Mutex::new(vec![0.0; spec.candidates * width]),
         }))
@@ -237,16 +291,26 @@ impl Ranker {
                 }
             }
         }
-        let input = Tensor::from_shape(&[n, w], &buf).map_err(|e| e.to_string())?;
-        drop(buf);
-        let out = self
-            .plan
-            .run(tvec!(input.into()))
-            .map_err(|e| format!("ranker: {e}"))?;
-        let view = out[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| format!("ranker output: {e}"))?;
-        let scores: Vec<f32> = view.iter().copied().take(items.len().min(n)).collect();
+        let take = items.len().min(n);
+        let scores = match &self.plan {
+            Engine::Tract(plan) => {
+                let input = Tensor::from_shape(&[n, w], &buf).map_err(|e| e.to_string())?;
+                drop(buf);
+                let out = plan
+                    .run(tvec!(input.into()))
+                    .map_err(|e| format!("ranker: {e}"))?;
+                let view = out[0]
+                    .to_plain_array_view::<f32>()
+                    .map_err(|e| format!("ranker output: {e}"))?;
+                view.iter().copied().take(take).collect::<Vec<f32>>()
+            }
+            #[cfg(feature = "ort")]
+            Engine::Ort(session) => {
+                let mut all = session.run(&buf)?;
+                all.truncate(take);
+                all
+            }
+        };
         if scores.iter().any(|s| !s.is_finite()) {
             return Err("ranker produced a non-finite score".into());
         }
@@ -341,7 +405,7 @@ pub fn run_onnx(
 }
 
 /// The same computation on ONNX Runtime (cargo feature `ort`), loading the
-/// library from `lib` (e.g. `$ORT_DYLIB_PATH`).
+/// library from `lib` (e.g. `$ORT_DYLIB_PATH`) if no ranker loaded it yet.
 #[cfg(feature = "ort")]
 pub fn run_onnx_ort(
     lib: &Path,
@@ -352,24 +416,118 @@ pub fn run_onnx_ort(
     cols: usize,
     data: &[f32],
 ) -> Result<Vec<f32>, String> {
-    let env = ort::init_from(lib)
-        .map_err(|e| format!("loading {}: {e}", lib.display()))?
-        .build()
-        .map_err(|e| format!("ONNX Runtime environment: {e}"))?;
-    let mut session = ort::session::Session::builder(&env)
-        .map_err(|e| e.to_string())?
-        .commit_from_file(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let tensor =
-        ort::value::Tensor::from_array(([rows, cols], data.to_vec())).map_err(|e| e.to_string())?;
-    let outputs = session
-        .run(ort::inputs![input => tensor])
-        .map_err(|e| e.to_string())?;
-    let value = outputs
-        .get(output)
-        .ok_or_else(|| format!("no output {output:?}"))?;
-    let (_, scores) = value
-        .try_extract_tensor::<f32>()
-        .map_err(|e| e.to_string())?;
-    Ok(scores.to_vec())
+    ort_engine::environment(Some(lib))?;
+    let ranker = ort_engine::OrtRanker::load(path, input, output, rows, cols)?;
+    ranker.run(data)
+}
+
+/// ONNX Runtime as a ranker engine: one process-wide environment, one
+/// session per ranker, validated by a probe run at load.
+#[cfg(feature = "ort")]
+mod ort_engine {
+    use std::path::Path;
+    use std::sync::{Mutex, OnceLock};
+
+    static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+    /// The process's ONNX Runtime, loaded on first use from `lib` or else
+    /// `$ORT_DYLIB_PATH`. The library can be loaded once per process, so a
+    /// failure is remembered and reported to every later ranker.
+    pub fn environment(
+        lib: Option<&Path>,
+    ) -> Result<&'static ort::environment::Environment, String> {
+        ENVIRONMENT
+            .get_or_init(|| {
+                let lib = match lib {
+                    Some(p) => p.to_path_buf(),
+                    None => std::env::var_os("ORT_DYLIB_PATH")
+                        .map(std::path::PathBuf::from)
+                        .ok_or("ranker_engine = \"ort\" needs ORT_DYLIB_PATH (the path of libonnxruntime.so)")?,
+                };
+                ort::init_from(&lib)
+                    .map_err(|e| format!("loading ONNX Runtime from {}: {e}", lib.display()))?
+                    .with_name("vitrine")
+                    .build()
+                    .map_err(|e| format!("ONNX Runtime environment: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    pub struct OrtRanker {
+        session: Mutex<ort::session::Session>,
+        input: String,
+        output: String,
+        rows: usize,
+        cols: usize,
+    }
+
+    impl OrtRanker {
+        /// Opens the model (one intra-op thread: the server runs one request
+        /// per core) and runs it once on zeros, so that a wrong input or
+        /// output name, type or shape rejects the version here, not at
+        /// request time.
+        pub fn load(
+            path: &Path,
+            input: &str,
+            output: &str,
+            rows: usize,
+            cols: usize,
+        ) -> Result<Self, String> {
+            let env = environment(None)?;
+            let session = ort::session::Session::builder(env)
+                .map_err(|e| e.to_string())?
+                .with_intra_threads(1)
+                .map_err(|e| e.to_string())?
+                .commit_from_file(path)
+                .map_err(|e| e.to_string())?;
+            let inputs: Vec<String> = session
+                .inputs()
+                .iter()
+                .map(|o| o.name().to_string())
+                .collect();
+            if inputs != [input] {
+                return Err(format!(
+                    "the model's inputs are {inputs:?}; bundle.toml says {input:?}"
+                ));
+            }
+            if !session.outputs().iter().any(|o| o.name() == output) {
+                let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+                return Err(format!("no output named {output:?} (outputs: {names:?})"));
+            }
+            let ranker = Self {
+                session: Mutex::new(session),
+                input: input.into(),
+                output: output.into(),
+                rows,
+                cols,
+            };
+            ranker.run(&vec![0.0; rows * cols]).map_err(|e| {
+                format!("the model does not accept float32 [{rows}, {cols}] or give float32 [{rows}] or [{rows}, 1]: {e}")
+            })?;
+            Ok(ranker)
+        }
+
+        /// Scores a row-major `rows × cols` input.
+        pub fn run(&self, data: &[f32]) -> Result<Vec<f32>, String> {
+            let tensor = ort::value::TensorRef::from_array_view(([self.rows, self.cols], data))
+                .map_err(|e| e.to_string())?;
+            let mut session = self.session.lock().map_err(|_| "ranker session poisoned")?;
+            let outputs = session
+                .run(ort::inputs![self.input.as_str() => tensor])
+                .map_err(|e| format!("ranker: {e}"))?;
+            let value = outputs
+                .get(self.output.as_str())
+                .ok_or_else(|| format!("no output {:?}", self.output))?;
+            let (shape, scores) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| e.to_string())?;
+            let dims: Vec<i64> = shape.iter().copied().collect();
+            let n = self.rows as i64;
+            if !(dims == [n] || dims == [n, 1]) {
+                return Err(format!("output {:?} has shape {dims:?}", self.output));
+            }
+            Ok(scores.to_vec())
+        }
+    }
 }

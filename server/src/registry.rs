@@ -250,8 +250,9 @@ impl Registry {
 pub fn open_version(slot: &ModelSlot, version: u64, dir: &Path) -> Result<ServedModel, String> {
     let path = dir.join("model.vtr");
     let art = Artifact::open(&path).map_err(|e| e.to_string())?;
-    let ranker =
-        crate::ranker::Ranker::load(dir, &art).map_err(|e| format!("ranker bundle: {e}"))?;
+    let engine = crate::ranker::EngineKind::parse(&slot.config.ranker_engine)?;
+    let ranker = crate::ranker::Ranker::load(dir, &art, engine)
+        .map_err(|e| format!("ranker bundle: {e}"))?;
     Ok(ServedModel::new(&slot.name, version, path, art).with_ranker(ranker))
 }
 

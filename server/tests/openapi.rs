@@ -2,7 +2,7 @@
 //! errors from every route) must match the documented schemas, and the
 //! request bodies the tests send must match the documented request schemas.
 //! The checker covers the JSON-Schema subset the document uses: $ref,
-//! allOf, oneOf, type, enum, required, properties, additionalProperties,
+//! allOf, oneOf, nullable, type, enum, required, properties, additionalProperties,
 //! items, minimum.
 
 mod common;
@@ -30,6 +30,9 @@ fn resolve<'a>(doc: &'a Value, mut s: &'a Value) -> &'a Value {
 
 fn check(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
     let s = resolve(doc, schema);
+    if v.is_null() && s.get("nullable").and_then(Value::as_bool) == Some(true) {
+        return Ok(());
+    }
     if let Some(all) = s.get("allOf").and_then(Value::as_array) {
         for sub in all {
             check(doc, sub, v, at)?;

@@ -110,6 +110,86 @@ fn ort_agrees_with_onnxruntime_and_tract() {
         "ort vs tract: {}",
         worst(&ort, &tract)
     );
+    // vitrine-train's exported ranker runs on ONNX Runtime too.
+    let ranker = trained_ranker();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trained.onnx");
+    std::fs::write(&file, ranker.to_onnx()).unwrap();
+    let x: Vec<f32> = (0..30).map(|i| (i * 13 % 17) as f32 * 1.5).collect();
+    let got = vitrine_server::ranker::run_onnx_ort(
+        Path::new(&lib),
+        &file,
+        "features",
+        "score",
+        10,
+        3,
+        &x,
+    )
+    .unwrap();
+    for (r, g) in got.iter().enumerate() {
+        let want = ranker.score(&[x[3 * r], x[3 * r + 1], x[3 * r + 2]]);
+        assert!(
+            (g - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "row {r}: ort {g} vs {want}"
+        );
+    }
+}
+
+/// The server with `ranker_engine = "ort"` answers like the default tract
+/// engine: same items, same scores within 1e-5; a bad bundle is rejected by
+/// the ort engine's own checks too.
+#[cfg(feature = "ort")]
+#[test]
+fn ort_engine_serves_the_same_answers_as_tract() {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        eprintln!(
+            "SKIPPED ort_engine_serves_the_same_answers_as_tract: set ORT_DYLIB_PATH to libonnxruntime.so"
+        );
+        return;
+    }
+    let bundle = std::fs::read_to_string(data().join("bundle.toml")).unwrap();
+    let tract = TestServer::start_in(with_bundle(Some(&bundle), Some("mlp.onnx")), |_| {});
+    let ort = TestServer::start_in(with_bundle(Some(&bundle), Some("mlp.onnx")), |c| {
+        c.defaults.ranker_engine = "ort".into();
+    });
+    for body in [
+        r#"{"user": "user-4", "k": 10}"#,
+        r#"{"user": "user-77", "k": 20}"#,
+        r#"{"history": ["SKU-00001-M", "SKU-00100-S"], "k": 10}"#,
+    ] {
+        let (s1, a) = tract.json("/v1/models/shop/recommend", body);
+        let (s2, b) = ort.json("/v1/models/shop/recommend", body);
+        assert_eq!((s1, s2), (200, 200), "{a} {b}");
+        assert_eq!(ids(&a), ids(&b), "{body}");
+        for (x, y) in a["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(b["items"].as_array().unwrap())
+        {
+            let (x, y) = (x["score"].as_f64().unwrap(), y["score"].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-5, "{body}: tract {x} vs ort {y}");
+        }
+    }
+    let wrong = bundle.replace("input = \"features\"", "input = \"x\"");
+    let s = TestServer::start_in(with_bundle(Some(&wrong), Some("mlp.onnx")), |c| {
+        c.defaults.ranker_engine = "ort".into();
+    });
+    let st = s.get("/v1/models/shop").json();
+    assert_eq!(st["state"], "not_serving");
+    let err = st["versions"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("ONNX Runtime") && err.contains("\"x\""),
+        "{err}"
+    );
+}
+
+#[cfg(not(feature = "ort"))]
+#[test]
+fn ort_engine_is_refused_without_the_feature() {
+    let err = vitrine_server::ranker::EngineKind::parse("ort").unwrap_err();
+    assert!(err.contains("--features ort"), "{err}");
+    assert!(vitrine_server::ranker::EngineKind::parse("onnx").is_err());
 }
 
 #[cfg(not(feature = "ort"))]
@@ -234,5 +314,72 @@ fn bundles_that_do_not_fit_reject_the_version_with_a_reason() {
             err.contains("ranker bundle") && err.contains(needle),
             "{needle:?} not in {err:?}"
         );
+    }
+}
+
+/// A ranker exported by vitrine-train (degree-2 logistic regression over
+/// retrieval score, popularity and activity): tract computes what the
+/// trainer computes, and the server's answer is the first stage's top N
+/// re-sorted by it — the order the trainer evaluated.
+#[test]
+fn trained_ranker_serves_the_order_the_trainer_evaluated() {
+    let ranker = trained_ranker();
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = dir.path().join("ranker.onnx");
+    std::fs::write(&onnx, ranker.to_onnx()).unwrap();
+    let rows = 64;
+    let x: Vec<f32> = (0..rows * 3)
+        .map(|i| ((i * 37 % 101) as f32) * [0.01, 1.0, 0.3][i % 3])
+        .collect();
+    let got = vitrine_server::ranker::run_onnx(&onnx, "features", "score", rows, 3, &x).unwrap();
+    for (r, g) in got.iter().enumerate() {
+        let want = ranker.score(&[x[3 * r], x[3 * r + 1], x[3 * r + 2]]);
+        assert!(
+            (g - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "row {r}: tract {g} vs {want}"
+        );
+    }
+
+    let served = with_bundle(Some(&ranker.bundle_toml(50)), None);
+    std::fs::write(served.path().join("shop/1/ranker.onnx"), ranker.to_onnx()).unwrap();
+    let ranked = TestServer::start_in(served, |_| {});
+    let plain = TestServer::start_in(with_bundle(None, None), |_| {});
+    let st = ranked.get("/v1/models/shop").json();
+    assert_eq!(st["ranker"]["engine"], "tract", "{st}");
+    let art = vitrine_core::Artifact::open(&plain.models_path().join("shop/1/model.vtr")).unwrap();
+    let pop = art.item_popularity().unwrap();
+    let seen = art.seen_items().unwrap().row(4).len() as f32;
+    let (_, first) = plain.json(
+        "/v1/models/shop/recommend",
+        r#"{"user": "user-4", "k": 50}"#,
+    );
+    let mut expect: Vec<(String, f32)> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let id = i["id"].as_str().unwrap().to_string();
+            let p = pop[art.item_ids().index_of(&id).unwrap() as usize];
+            let s = ranker.score(&[i["score"].as_f64().unwrap() as f32, p, seen]);
+            (id, s)
+        })
+        .collect();
+    expect.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (_, got) = ranked.json(
+        "/v1/models/shop/recommend",
+        r#"{"user": "user-4", "k": 10}"#,
+    );
+    let expect: Vec<String> = expect.into_iter().take(10).map(|e| e.0).collect();
+    assert_eq!(ids(&got), expect);
+}
+
+/// A ranker as vitrine-train exports it, with fixed weights.
+fn trained_ranker() -> vitrine_train::ranker::Ranker {
+    vitrine_train::ranker::Ranker {
+        mean: [0.5, 40.0, 20.0],
+        scale: [0.3, 25.0, 5.0],
+        bias: -3.0,
+        linear: [1.0, 0.6, 0.1],
+        quadratic: [-0.2, 0.05, 0.0, 0.05, -0.3, 0.1, 0.0, 0.1, 0.01],
     }
 }

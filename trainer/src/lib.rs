@@ -3,5 +3,6 @@
 
 pub mod algo;
 pub mod protocol;
+pub mod ranker;
 pub mod search;
 pub mod sparse;

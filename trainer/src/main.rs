@@ -138,6 +138,18 @@ struct Cli {
     /// Plot validation quality per iteration (als, mf, bpr) to this SVG file.
     #[arg(long)]
     curve: Option<PathBuf>,
+    /// Also fit a second-stage ranker on the validation slice (ranking
+    /// protocols) and write ranker.onnx + bundle.toml beside the artifact
+    /// (docs/RANKER.md).
+    #[arg(long)]
+    ranker: bool,
+    /// First-stage candidates the ranker re-ranks per request.
+    #[arg(long, default_value_t = 100)]
+    ranker_candidates: usize,
+    /// Write the ranker only if it did not lower NDCG@K on held-out
+    /// validation users (`if-better`), or in any case (`always`).
+    #[arg(long, value_enum, default_value = "if-better")]
+    ranker_export: vitrine_train::protocol::RankerExport,
     /// No progress messages.
     #[arg(long)]
     quiet: bool,
@@ -258,6 +270,12 @@ fn run_cli(cli: Cli) -> Result<()> {
         holdout_users: cli.holdout_users,
         quiet: cli.quiet,
         fingerprint: data.fingerprint(),
+        ranker: cli
+            .ranker
+            .then_some(vitrine_train::protocol::RankerOptions {
+                candidates: cli.ranker_candidates,
+                export: cli.ranker_export,
+            }),
         search: cli
             .search
             .clone()
@@ -268,6 +286,12 @@ fn run_cli(cli: Cli) -> Result<()> {
                 eta: cli.eta,
             }),
     };
+    if cli.ranker && matches!(cli.protocol, Protocol::Kfold | Protocol::None) {
+        bail!(
+            "--ranker is fitted on a validation slice: use a ranking protocol (recbole, leave-last-out, temporal), not {}",
+            cli.protocol.name()
+        );
+    }
     let outcome = run(&data, &cfg)?;
     let curve = match &cli.curve {
         Some(path) => {
@@ -352,13 +376,27 @@ fn run_cli(cli: Cli) -> Result<()> {
             writeln!(f, "{}\t{}", data.user_ids[*user as usize], ids.join(","))?;
         }
     }
+    let mut files: Vec<(&str, &[u8])> = vec![("model.vtr", &outcome.artifact)];
+    if let Some(r) = &outcome.ranker {
+        files.push(("ranker.onnx", &r.onnx));
+        files.push(("bundle.toml", r.bundle_toml.as_bytes()));
+    }
     if let Some(path) = &cli.out {
-        vitrine_core::artifact::write_atomically(path, &outcome.artifact)
-            .with_context(|| format!("writing {}", path.display()))?;
-        tracing::info!("wrote {}", path.display());
+        // The ranker files go beside the artifact, as in a version directory.
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        for (name, bytes) in &files {
+            let target = if *name == "model.vtr" {
+                path.clone()
+            } else {
+                dir.join(name)
+            };
+            vitrine_core::artifact::write_atomically(&target, bytes)
+                .with_context(|| format!("writing {}", target.display()))?;
+            tracing::info!("wrote {}", target.display());
+        }
     }
     if let Some(dir) = &cli.publish {
-        let version = vitrine_core::publish::publish(dir, &[("model.vtr", &outcome.artifact)])
+        let version = vitrine_core::publish::publish(dir, &files)
             .with_context(|| format!("publishing to {}", dir.display()))?;
         tracing::info!("published {}", version.display());
     }

@@ -73,6 +73,23 @@ pub struct RunConfig {
     pub search: Option<SearchConfig>,
     /// `Interactions::fingerprint()` of the data, computed once by the caller.
     pub fingerprint: String,
+    /// Fit a second-stage ranker on the validation slice (ranking protocols).
+    pub ranker: Option<RankerOptions>,
+}
+
+/// `--ranker` settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RankerOptions {
+    /// First-stage candidates per user (the bundle's `candidates`).
+    pub candidates: usize,
+    pub export: RankerExport,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RankerExport {
+    /// Only if it did not lower NDCG@K on the held-out validation users.
+    IfBetter,
+    Always,
 }
 
 /// `--search` settings.
@@ -96,6 +113,16 @@ pub struct Outcome {
     pub split: Split,
     /// Top-K item indices per evaluated user (ranking protocols).
     pub top_k: Vec<(u32, Vec<u32>)>,
+    /// The second-stage ranker, when one was asked for and it did not make
+    /// the held-out validation users' ranking worse.
+    pub ranker: Option<TrainedRanker>,
+}
+
+/// Files for a version directory's ranker bundle.
+#[derive(Debug)]
+pub struct TrainedRanker {
+    pub onnx: Vec<u8>,
+    pub bundle_toml: String,
 }
 
 fn log(_cfg: &RunConfig, message: impl AsRef<str>) {
@@ -217,6 +244,7 @@ fn run_fit_only(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
             test: Vec::new(),
         },
         top_k: Vec::new(),
+        ranker: None,
     })
 }
 
@@ -465,6 +493,7 @@ fn run_kfold(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         artifact,
         split: round,
         top_k: Vec::new(),
+        ranker: None,
     })
 }
 
@@ -592,9 +621,30 @@ fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         .map(|c| c.user)
         .zip(rank_cases(&art, &cases, cfg.k))
         .collect();
-    let artifact = build_artifact(&model, data, cfg, &split.train, exclude, holdout, &metrics)?;
-    let details = json!({"split": {"train": split.train.len(), "valid": split.valid.len(), "test": split.test.len()},
+    let mut details = json!({"split": {"train": split.train.len(), "valid": split.valid.len(), "test": split.test.len()},
                          "min_rating": min_rating, "evaluated_users": accumulated.users()});
+    let mut metrics = metrics;
+    let ranker = match cfg.ranker {
+        Some(opts) => {
+            let valid = user_lists(data, &split.valid);
+            let (trained, report) =
+                train_ranker(&art, cfg, opts, &history, &valid, &exclude, &relevant)?;
+            // The artifact's metrics describe what the version serves: with
+            // an exported ranker, its test metrics too.
+            if trained.is_some() {
+                for m in ["ndcg", "recall"] {
+                    let key = format!("{m}@{}", cfg.k);
+                    if let Some(v) = report["test"]["with_ranker"][&key].as_f64() {
+                        metrics.insert(format!("ranker_{key}"), v);
+                    }
+                }
+            }
+            details["ranker"] = report;
+            trained
+        }
+        None => None,
+    };
+    let artifact = build_artifact(&model, data, cfg, &split.train, exclude, holdout, &metrics)?;
     Ok(Outcome {
         metrics,
         fit_seconds,
@@ -603,7 +653,91 @@ fn run_ranking(data: &Interactions, cfg: &RunConfig) -> Result<Outcome> {
         artifact,
         split,
         top_k,
+        ranker,
     })
+}
+
+/// Fits the second-stage ranker (crate::ranker) on the validation slice:
+/// half of the validation users (by index parity) fit a first ranker that the
+/// other half checks; if it does not lower their NDCG@K, a ranker fitted on
+/// all validation users is exported. Either way the report gives NDCG and
+/// recall on the test slice with and without it (candidates excluding
+/// train + validation items, activity counted as the server counts it).
+fn train_ranker(
+    art: &Artifact,
+    cfg: &RunConfig,
+    opts: RankerOptions,
+    train_history: &[Vec<u32>],
+    valid: &[Vec<u32>],
+    exclude: &[Vec<u32>],
+    test: &[Vec<u32>],
+) -> Result<(Option<TrainedRanker>, serde_json::Value)> {
+    use crate::ranker::{Ranker, examples};
+    let candidates = opts.candidates;
+    if valid.iter().all(Vec::is_empty) {
+        bail!(
+            "--ranker needs a validation slice; the {} split has none",
+            cfg.protocol.name()
+        );
+    }
+    if candidates < cfg.k {
+        bail!("--ranker-candidates {candidates} is below k = {}", cfg.k);
+    }
+    let n_items = art.metadata().n_items;
+    let key = format!("ndcg@{}", cfg.k);
+    let start = Instant::now();
+    let all = user_cases(train_history, train_history, valid);
+    let (fit_half, check_half): (Vec<_>, Vec<_>) = all.iter().partition(|c| c.user % 2 == 0);
+    let fit_ex = examples(art, &fit_half, candidates);
+    let check_ex = examples(art, &check_half, candidates);
+    let first = Ranker::fit(&fit_ex, 1e-4).map_err(anyhow::Error::msg)?;
+    let check_without = Ranker::evaluate(None, &check_ex, &check_half, cfg.k, n_items).finish();
+    let check_with =
+        Ranker::evaluate(Some(&first), &check_ex, &check_half, cfg.k, n_items).finish();
+    let all_ex = examples(art, &all, candidates);
+    let ranker = Ranker::fit(&all_ex, 1e-4).map_err(anyhow::Error::msg)?;
+    let test_cases = user_cases(train_history, exclude, test);
+    let test_ex = examples(art, &test_cases, candidates);
+    let test_without = Ranker::evaluate(None, &test_ex, &test_cases, cfg.k, n_items).finish();
+    let test_with = Ranker::evaluate(Some(&ranker), &test_ex, &test_cases, cfg.k, n_items).finish();
+    let helps = check_with[&key] >= check_without[&key];
+    let export = helps || opts.export == RankerExport::Always;
+    log(
+        cfg,
+        format!(
+            "ranker fitted in {:.2}s on {} candidates: validation check {key} {:.4} → {:.4}, test {:.4} → {:.4}{}",
+            start.elapsed().as_secs_f64(),
+            all_ex.features.len(),
+            check_without[&key],
+            check_with[&key],
+            test_without[&key],
+            test_with[&key],
+            match (helps, export) {
+                (true, _) => "",
+                (false, false) => " — not exported: it lowered the check users' ranking",
+                (false, true) =>
+                    " — it lowered the check users' ranking; exported anyway (--ranker-export always)",
+            }
+        ),
+    );
+    let report = json!({
+        "model": "degree-2 logistic regression",
+        "features": crate::ranker::FEATURES,
+        "candidates": candidates,
+        "training_rows": all_ex.features.len(),
+        "positives": all_ex.labels.iter().filter(|&&l| l).count(),
+        "weights": {"mean": ranker.mean, "scale": ranker.scale, "bias": ranker.bias,
+                    "linear": ranker.linear, "quadratic": ranker.quadratic},
+        "validation_check": {"users": check_half.len(), "without_ranker": check_without, "with_ranker": check_with},
+        "test": {"users": test_cases.len(), "without_ranker": test_without, "with_ranker": test_with},
+        "helps_on_check": helps,
+        "exported": export,
+    });
+    let trained = export.then(|| TrainedRanker {
+        onnx: ranker.to_onnx(),
+        bundle_toml: ranker.bundle_toml(candidates),
+    });
+    Ok((trained, report))
 }
 
 /// One evaluation case per user with held-out items (lists indexed by user).

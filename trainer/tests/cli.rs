@@ -497,3 +497,78 @@ fn learning_curve_is_an_svg_with_one_point_per_iteration() {
     assert_eq!(code, 1);
     assert!(err.contains("--curve plots iterations"), "{err}");
 }
+
+/// `--ranker` fits the second stage on the validation slice, reports test
+/// quality with and without it, and publishes ranker.onnx + bundle.toml
+/// beside the artifact; `if-better` withholds a ranker that hurt the check
+/// users; kfold has no validation ranking to fit on.
+#[test]
+fn ranker_is_fitted_reported_and_published_with_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path());
+    let models = dir.path().join("models/recs");
+    let report = dir.path().join("r.json");
+    let (r, _) = run_ok(
+        &log,
+        &[
+            "--algo",
+            "als",
+            "--factors",
+            "8",
+            "--protocol",
+            "recbole",
+            "--ranker",
+            "--ranker-candidates",
+            "40",
+            "--ranker-export",
+            "always",
+            "--report",
+            report.to_str().unwrap(),
+            "--publish",
+            models.to_str().unwrap(),
+        ],
+    );
+    let rk = &r["details"]["ranker"];
+    assert_eq!(rk["exported"], true);
+    assert_eq!(rk["candidates"], 40);
+    for side in ["without_ranker", "with_ranker"] {
+        let v = rk["test"][side]["ndcg@10"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{side}: {v}");
+    }
+    assert_eq!(
+        r["metrics"]["ranker_ndcg@10"],
+        rk["test"]["with_ranker"]["ndcg@10"]
+    );
+    let v1 = models.join("1");
+    let bundle = std::fs::read_to_string(v1.join("bundle.toml")).unwrap();
+    assert!(bundle.contains("candidates = 40"), "{bundle}");
+    let onnx = std::fs::read(v1.join("ranker.onnx")).unwrap();
+    assert!(onnx.len() > 100 && onnx.windows(6).any(|w| w == b"MatMul"));
+    Artifact::open(&v1.join("model.vtr")).unwrap();
+
+    // if-better: the published directory has a bundle exactly when the
+    // report says the ranker was exported.
+    let (r, _) = run_ok(
+        &log,
+        &[
+            "--algo",
+            "popular",
+            "--protocol",
+            "recbole",
+            "--ranker",
+            "--report",
+            report.to_str().unwrap(),
+            "--publish",
+            models.to_str().unwrap(),
+        ],
+    );
+    let exported = r["details"]["ranker"]["exported"].as_bool().unwrap();
+    assert_eq!(
+        exported,
+        r["details"]["ranker"]["helps_on_check"].as_bool().unwrap()
+    );
+    assert_eq!(models.join("2/ranker.onnx").exists(), exported);
+
+    let (_, err) = run_err(&log, &["--algo", "mf", "--protocol", "kfold", "--ranker"]);
+    assert!(err.contains("--ranker") && err.contains("kfold"), "{err}");
+}

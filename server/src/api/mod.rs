@@ -607,7 +607,10 @@ fn model_summary(slot: &crate::registry::ModelSlot) -> serde_json::Value {
             let meta = m.artifact.metadata();
             json!({"name": slot.name, "state": "serving", "version": m.version, "kind": meta.kind.name(),
                    "dtype": meta.dtype.name(), "dims": meta.dims, "items": meta.n_items, "users": meta.n_users,
-                   "algorithm": meta.algorithm})
+                   "algorithm": meta.algorithm,
+                   "ranker": m.ranker.as_ref().map(|r| json!({
+                       "engine": match r.engine { crate::ranker::EngineKind::Tract => "tract", crate::ranker::EngineKind::Ort => "ort" },
+                       "candidates": r.candidates, "features": r.names}))})
         }
         None => json!({"name": slot.name, "state": "not_serving"}),
     }

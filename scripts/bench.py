@@ -57,6 +57,61 @@ def verdict(ok):
     return "met" if ok else "**not met**"
 
 
+def run_report(cmd, tmp):
+    """Runs vitrine-train and returns its --report JSON."""
+    report = os.path.join(tmp, "report.json")
+    print("+", " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(PIN + cmd + ["--report", report], check=True, capture_output=True)
+    with open(report) as f:
+        return json.load(f)
+
+
+def training_section(python, verdict):
+    """Training speed beside implicit (ALS, ML-1M) and scikit-surprise (SVD,
+    ML-100K), one thread each, in this run. Accuracy of the same runs is
+    docs/ACCURACY.md's business (scripts/accuracy.sh)."""
+    rows, cmds = [], []
+    data = os.path.join(ROOT, "..", "shared", "data")
+    train = os.path.join(ROOT, "target", "release", "vitrine-train")
+    ml1m, ml100k = os.path.join(data, "ml-1m", "ratings.dat"), os.path.join(data, "ml-100k", "u.data")
+    if not (os.path.exists(ml1m) and os.path.exists(ml100k)):
+        return [("training speed", "skipped (../shared/data missing)", "–", "–", "–", "–")], cmds
+    anchors = os.path.join(ROOT, "scripts", "accuracy_anchors.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        split = os.path.join(tmp, "split")
+        als = run_report([train, "--input", ml1m, "--algo", "als", "--factors", "64", "--reg", "0.5", "--alpha", "3",
+                        "--iterations", "15", "--threads", "1", "--protocol", "recbole", "--seed", "42", "--quiet",
+                        "--dump-split", split], tmp)
+        cmds.append("vitrine-train --input ml-1m/ratings.dat --algo als --factors 64 --reg 0.5 --alpha 3 --iterations 15 "
+                    "--threads 1 --protocol recbole --seed 42 --dump-split DIR")
+        imp = None
+        if python:
+            try:
+                imp = run_json([python, anchors, "implicit-als", split, "10"])
+                cmds.append("python scripts/accuracy_anchors.py implicit-als DIR 10")
+            except subprocess.CalledProcessError:
+                imp = None
+        rows.append(("ALS fit, ML-1M recbole train slice, 64 factors, 15 iterations, 1 thread", f"{als['fit_seconds']:.2f} s",
+                     f"implicit {imp['fit_seconds']:.2f} s" if imp else "implicit skipped",
+                     f"{imp['fit_seconds'] / als['fit_seconds']:.2f}× faster" if imp else "–", "≤ implicit",
+                     verdict(als["fit_seconds"] <= imp["fit_seconds"]) if imp else "–"))
+        mf = run_report([train, "--input", ml100k, "--algo", "mf", "--protocol", "kfold", "--folds", "5", "--threads", "1",
+                       "--quiet"], tmp)
+        cmds.append("vitrine-train --input ml-100k/u.data --algo mf --protocol kfold --folds 5 --threads 1")
+        sur = None
+        if python:
+            try:
+                sur = run_json([python, anchors, "surprise-kfold", ml100k])
+                cmds.append("python scripts/accuracy_anchors.py surprise-kfold ml-100k/u.data")
+            except subprocess.CalledProcessError:
+                sur = None
+        rows.append(("biased MF (SVD) fit, ML-100K, 5 folds, 1 thread", f"{mf['fit_seconds']:.2f} s",
+                     f"Surprise SVD {sur['fit_seconds']:.2f} s" if sur else "Surprise skipped",
+                     f"{sur['fit_seconds'] / mf['fit_seconds']:.2f}× faster" if sur else "–", "≤ Surprise",
+                     verdict(mf["fit_seconds"] <= sur["fit_seconds"]) if sur else "–"))
+    return rows, cmds
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--anchor-python", default="")
@@ -155,7 +210,9 @@ def main():
         srv_rows, srv_notes, srv_cmds, srv_detail = bench_server.server_section(a.anchor_python, s, tmp, verdict)
         life_rows, life_notes, life_cmds = bench_server.promotions_section(s, tmp, verdict)
         rk_rows, rk_notes, rk_cmds = bench_server.ranker_section(s, tmp, verdict)
-    cmds += srv_cmds + life_cmds + rk_cmds
+        wrk_rows, wrk_notes, wrk_cmds = bench_server.wrk_section(s, tmp, verdict)
+    train_rows, train_cmds = training_section(a.anchor_python, verdict)
+    cmds += srv_cmds + life_cmds + rk_cmds + wrk_cmds + train_cmds
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [
@@ -199,6 +256,15 @@ def main():
            "| what | Vitrine | reference (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
     md += [f"| {' | '.join(r)} |" for r in rk_rows]
     md += ["", "Notes from this run:", ""] + [f"- {n}" for n in rk_notes]
+    md += ["", "## Load generator agreement (issue 8)", "",
+           "The same endpoint and request driven by vitrine-loadtest and by wrk (Debian package), closed loop.", "",
+           "| what | vitrine-loadtest | wrk (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
+    md += [f"| {' | '.join(r)} |" for r in wrk_rows]
+    md += ["", "Notes from this run:", ""] + [f"- {n}" for n in wrk_notes]
+    md += ["", "## Training speed (issue 3 anchors)", "",
+           "Fit time only, one thread each, pinned; the quality of these models is in docs/ACCURACY.md.", "",
+           "| what | Vitrine | anchor (same run) | ratio | target | verdict |", "|---|---|---|---|---|---|"]
+    md += [f"| {' | '.join(r)} |" for r in train_rows]
     md += ["", "## Kernel tables, int8 100,000 × 64, top-10, one query", "",
            "| kernels (float/int8) | q/s | ns per item |", "|---|---|---|"] + table_rows
     md += ["", "## Commands", "", "```"] + cmds + ["```", ""]

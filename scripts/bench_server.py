@@ -294,3 +294,56 @@ def ranker_section(seconds, tmp, verdict):
                 "vitrine-loadtest --rate 500, same model with and without the bundle")
     notes.append(f"p99 with the ranker {results[True]['latency_us']['p99']:,.0f} µs, without {results[False]['latency_us']['p99']:,.0f} µs.")
     return rows, notes, cmds
+
+
+def wrk_section(seconds, tmp, verdict):
+    """Load-generator agreement (issue 8): vitrine-loadtest and wrk, closed
+    loop, same endpoint, same request (POST recommend for one user), same
+    connection count, both on core 1 against the server on core 0; run
+    alternately twice and compared on the mean throughput of each."""
+    rows, notes, cmds = [], [], []
+    wrk = shutil.which("wrk")
+    if not wrk:
+        rows.append(("vitrine-loadtest throughput vs wrk, same endpoint", "skipped (wrk not installed: apt install wrk)",
+                     "–", "–", "within 10%", "–"))
+        return rows, notes, cmds
+    models = os.path.join(tmp, "wrk")
+    model = os.path.join(models, "demo", "1", "model.vtr")
+    gen(model, 10_000)
+    users = os.path.join(tmp, "wrk-users.txt")
+    with open(users, "w") as f:
+        f.write("user-7\n")
+    script = os.path.join(tmp, "post.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = \'{"k":10,"user":"user-7"}\'\n'
+                'wrk.headers["Content-Type"] = "application/json"\n')
+    url = "http://127.0.0.1:18193"
+    srv = Proc(pin(0, [SERVER, "--models", models, "--listen", url[7:]]), {"VITRINE_LOG_LEVEL": "warn"})
+    wait_ready(url)
+    secs = max(3, int(seconds * 2))
+    conns = 32
+    ours, theirs = [], []
+    for _ in range(2):
+        cmd = [LOADTEST, "--url", url, "--users", users, "--items", users, "--model", "demo",
+               "--connections", str(conns), "--duration", f"{secs}s", "--warmup", "1s", "--json", "--quiet"]
+        log(pin(1, cmd))
+        res = json.loads(subprocess.run(pin(1, cmd), check=True, capture_output=True, text=True).stdout)
+        ours.append(res["throughput"])
+        cmd = [wrk, "-t1", f"-c{conns}", f"-d{secs}s", "-s", script, url + "/v1/models/demo/recommend"]
+        log(pin(1, cmd))
+        out = subprocess.run(pin(1, cmd), check=True, capture_output=True, text=True).stdout
+        rate = next(float(line.split()[1]) for line in out.splitlines() if line.startswith("Requests/sec:"))
+        bad = [line for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
+        if bad:
+            notes.append("wrk reported: " + "; ".join(bad))
+        theirs.append(rate)
+    srv.stop()
+    a, b = sum(ours) / len(ours), sum(theirs) / len(theirs)
+    rows.append((f"vitrine-loadtest vs wrk: closed loop, {conns} connections, same POST recommend",
+                 f"{a:,.0f} req/s", f"wrk {b:,.0f} req/s", f"{a / b:.2f}×", "within 10%", verdict(abs(a / b - 1) <= 0.10)))
+    notes.append("Runs alternated: vitrine-loadtest " + ", ".join(f"{x:,.0f}" for x in ours) +
+                 "; wrk " + ", ".join(f"{x:,.0f}" for x in theirs) + " req/s. vitrine-loadtest runs one OS thread per "
+                 "connection, wrk one thread with an event loop (-t1), both on core 1.")
+    cmds.append(f"vitrine-loadtest --url URL --users one-user.txt --connections {conns} --duration {secs}s   vs   "
+                f"wrk -t1 -c{conns} -d{secs}s -s post.lua URL/v1/models/demo/recommend (alternately, twice)")
+    return rows, notes, cmds

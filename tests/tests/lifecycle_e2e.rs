@@ -1,6 +1,7 @@
 //! The whole loop with the real binaries: train and publish, serve, quantise
 //! and publish while serving, watch the server gate and promote it, roll
-//! back, stop with SIGTERM.
+//! back, publish a version with an in-house ranker and see it gated and
+//! served, stop with SIGTERM.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -136,7 +137,7 @@ fn train_publish_serve_quantize_promote_rollback() {
             "--factors",
             "16",
             "--protocol",
-            "leave-last-out",
+            "recbole",
             "--quiet",
             "--publish",
             recs_s,
@@ -223,6 +224,47 @@ fn train_publish_serve_quantize_promote_rollback() {
         "",
     );
     assert_eq!((status, body["version"].as_u64()), (200, Some(1)), "{body}");
+
+    // A version with an in-house ranker: trained, exported as ONNX and
+    // published with the model, gated as it answers, then served.
+    run(
+        "vitrine-train",
+        &[
+            "--input",
+            log_s,
+            "--format",
+            "csv",
+            "--algo",
+            "als",
+            "--factors",
+            "16",
+            "--protocol",
+            "recbole",
+            "--ranker",
+            "--ranker-candidates",
+            "30",
+            "--ranker-export",
+            "always",
+            "--quiet",
+            "--publish",
+            recs_s,
+        ],
+    );
+    assert!(recs.join("3/ranker.onnx").exists() && recs.join("3/bundle.toml").exists());
+    let st = wait_version(&addr, 3);
+    assert_eq!(st["ranker"]["engine"], "tract", "{st:#}");
+    assert_eq!(st["ranker"]["candidates"], 30);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(recs.join("3/shadow-report.json")).unwrap()).unwrap();
+    assert_eq!(report["outcome"], "promoted", "{report:#}");
+    let (status, rec) = http(
+        &addr,
+        "POST",
+        "/v1/models/recs/recommend",
+        None,
+        r#"{"user": "shopper-5", "k": 5}"#,
+    );
+    assert_eq!((status, rec["version"].as_u64()), (200, Some(3)), "{rec}");
 
     // SIGTERM: drains and exits 0.
     let kill = Command::new("kill")

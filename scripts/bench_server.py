@@ -342,8 +342,8 @@ def wrk_section(seconds, tmp, verdict):
     rows.append((f"vitrine-loadtest vs wrk: closed loop, {conns} connections, same POST recommend",
                  f"{a:,.0f} req/s", f"wrk {b:,.0f} req/s", f"{a / b:.2f}×", "within 10%", verdict(abs(a / b - 1) <= 0.10)))
     notes.append("Runs alternated: vitrine-loadtest " + ", ".join(f"{x:,.0f}" for x in ours) +
-                 "; wrk " + ", ".join(f"{x:,.0f}" for x in theirs) + " req/s. vitrine-loadtest runs one OS thread per "
-                 "connection, wrk one thread with an event loop (-t1), both on core 1.")
+                 "; wrk " + ", ".join(f"{x:,.0f}" for x in theirs) + " req/s. Both run every connection on one event-loop thread "
+                 "(vitrine-loadtest's closed loop; wrk -t1), on core 1.")
     cmds.append(f"vitrine-loadtest --url URL --users one-user.txt --connections {conns} --duration {secs}s   vs   "
                 f"wrk -t1 -c{conns} -d{secs}s -s post.lua URL/v1/models/demo/recommend (alternately, twice)")
     return rows, notes, cmds

@@ -234,6 +234,24 @@ struct ConnStats {
     errors: u64,
 }
 
+impl ConnStats {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            by_kind: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            errors: 0,
+        })
+    }
+
+    fn record(&mut self, kind: Kind, status: u16, latency: Duration) {
+        self.latency
+            .saturating_record(latency.as_micros().max(1) as u64);
+        *self.by_kind.entry(kind).or_default() += 1;
+        *self.statuses.entry(status).or_default() += 1;
+    }
+}
+
 fn ids_of(args: &HttpArgs) -> Result<(Vec<String>, Vec<String>)> {
     if let Some(path) = &args.ids_from {
         let art =
@@ -299,10 +317,11 @@ pub fn run(args: &HttpArgs) -> Result<()> {
     Ok(())
 }
 
-/// One OS thread per connection with blocking sockets: `thread::sleep` has
-/// microsecond-scale precision (timer slack ≈ 50 µs), where an async
-/// runtime's timer wheel rounds to whole milliseconds — which, in the open
-/// loop, would be counted as server latency.
+/// Closed loop: every connection on one event-loop thread
+/// ([`closed_loop`]), as wrk does. Open loop: one OS thread per connection
+/// with blocking sockets, because `thread::sleep` has microsecond-scale
+/// precision (timer slack ≈ 50 µs) where an async runtime's timer wheel
+/// rounds to whole milliseconds — which would be counted as server latency.
 fn drive(args: &HttpArgs, hostport: &str, workload: Arc<Workload>) -> Result<serde_json::Value> {
     use std::net::ToSocketAddrs;
     let addr = hostport
@@ -315,26 +334,6 @@ fn drive(args: &HttpArgs, hostport: &str, workload: Arc<Workload>) -> Result<ser
     let end = measure_from + args.duration;
     let done = Arc::new(AtomicBool::new(false));
     let completed = Arc::new(AtomicU64::new(0));
-    let mut threads = Vec::new();
-    for c in 0..args.connections {
-        let w = workload.clone();
-        let completed = completed.clone();
-        let interval = args
-            .rate
-            .map(|r| Duration::from_secs_f64(args.connections as f64 / r));
-        let stagger = interval.map(|i| i.mul_f64(c as f64 / args.connections as f64));
-        let seed = args.seed.wrapping_add(c as u64 * 0x9E37_79B9);
-        let plan = Plan {
-            start,
-            stagger: stagger.unwrap_or_default(),
-            interval,
-            measure_from,
-            end,
-        };
-        threads.push(std::thread::spawn(move || {
-            connection(addr, &w, plan, seed, &completed)
-        }));
-    }
     let progress = {
         let (done, completed, quiet) = (done.clone(), completed.clone(), args.quiet);
         std::thread::spawn(move || {
@@ -349,14 +348,56 @@ fn drive(args: &HttpArgs, hostport: &str, workload: Arc<Workload>) -> Result<ser
             }
         })
     };
+    let all: Vec<ConnStats> = if args.rate.is_none() {
+        let plan = Plan {
+            start,
+            stagger: Duration::ZERO,
+            interval: None,
+            measure_from,
+            end,
+        };
+        closed_loop::drive(
+            addr,
+            workload,
+            args.connections,
+            plan,
+            args.seed,
+            completed.clone(),
+        )?
+    } else {
+        let mut threads = Vec::new();
+        for c in 0..args.connections {
+            let w = workload.clone();
+            let completed = completed.clone();
+            let interval = args
+                .rate
+                .map(|r| Duration::from_secs_f64(args.connections as f64 / r));
+            let stagger = interval.map(|i| i.mul_f64(c as f64 / args.connections as f64));
+            let seed = args.seed.wrapping_add(c as u64 * 0x9E37_79B9);
+            let plan = Plan {
+                start,
+                stagger: stagger.unwrap_or_default(),
+                interval,
+                measure_from,
+                end,
+            };
+            threads.push(std::thread::spawn(move || {
+                connection(addr, &w, plan, seed, &completed)
+            }));
+        }
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .map_err(|_| anyhow::anyhow!("a connection thread panicked"))?
+            })
+            .collect::<Result<_>>()?
+    };
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut by_kind: BTreeMap<Kind, u64> = BTreeMap::new();
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     let mut errors = 0;
-    for t in threads {
-        let s = t
-            .join()
-            .map_err(|_| anyhow::anyhow!("a connection thread panicked"))??;
+    for s in all {
         total.add(&s.latency)?;
         for (k, v) in s.by_kind {
             *by_kind.entry(k).or_default() += v;
@@ -414,12 +455,7 @@ fn connection(
     seed: u64,
     completed: &AtomicU64,
 ) -> Result<ConnStats> {
-    let mut stats = ConnStats {
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
-        by_kind: BTreeMap::new(),
-        statuses: BTreeMap::new(),
-        errors: 0,
-    };
+    let mut stats = ConnStats::new()?;
     let mut rng = SplitMix64::new(seed);
     let mut stream: Option<TcpStream> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -458,10 +494,7 @@ fn connection(
         match result {
             Ok((status, keep)) => {
                 if due >= plan.measure_from {
-                    let us = finished.duration_since(due).as_micros().max(1) as u64;
-                    stats.latency.saturating_record(us);
-                    *stats.by_kind.entry(kind).or_default() += 1;
-                    *stats.statuses.entry(status).or_default() += 1;
+                    stats.record(kind, status, finished.duration_since(due));
                 }
                 if !keep {
                     stream = None;
@@ -479,25 +512,27 @@ fn connection(
     Ok(stats)
 }
 
-/// Reads one response; returns its status and whether the connection stays
-/// open. Bodies must have a Content-Length (what vitrine-server sends).
-fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
-    let mut len = 0;
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let head_end = loop {
-        if let Some(p) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        let n = s.read(&mut buf[len..])?;
-        if n == 0 {
-            return Err(bad("connection closed"));
-        }
-        len += n;
+/// A complete response head: where the body starts, the status, the body
+/// length and whether the connection stays open.
+struct Head {
+    end: usize,
+    status: u16,
+    body: usize,
+    keep: bool,
+}
+
+fn bad(m: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string())
+}
+
+/// Parses the response head in `buf` (`Ok(None)`: not complete yet).
+/// Bodies must have a Content-Length (what vitrine-server sends).
+fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
+    let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
     };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("header not UTF-8"))?;
+    let end = p + 4;
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| bad("header not UTF-8"))?;
     let status: u16 = head
         .get(9..12)
         .and_then(|s| s.parse().ok())
@@ -516,18 +551,176 @@ fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, 
     }
     let body = content_length
         .ok_or_else(|| bad("no Content-Length (chunked responses are not supported)"))?;
-    let mut have = len - head_end;
-    while have < body {
-        if buf.len() < head_end + body {
-            buf.resize(head_end + body, 0);
+    Ok(Some(Head {
+        end,
+        status,
+        body,
+        keep,
+    }))
+}
+
+/// Reads one response; returns its status and whether the connection stays
+/// open.
+fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
+    let mut len = 0;
+    let head = loop {
+        if let Some(h) = parse_head(&buf[..len])? {
+            break h;
         }
-        let n = s.read(&mut buf[head_end + have..head_end + body])?;
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = s.read(&mut buf[len..])?;
+        if n == 0 {
+            return Err(bad("connection closed"));
+        }
+        len += n;
+    };
+    let mut have = len - head.end;
+    while have < head.body {
+        if buf.len() < head.end + head.body {
+            buf.resize(head.end + head.body, 0);
+        }
+        let n = s.read(&mut buf[head.end + have..head.end + head.body])?;
         if n == 0 {
             return Err(bad("connection closed mid-body"));
         }
         have += n;
     }
-    Ok((status, keep))
+    Ok((head.status, head.keep))
+}
+
+/// The closed loop on one thread with an event loop (tokio, current-thread
+/// runtime), as wrk does: no timers are involved, so an async runtime costs
+/// no precision, and one thread multiplexing every connection spends far
+/// less of the client's core on context switches than a thread each.
+mod closed_loop {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    pub fn drive(
+        addr: std::net::SocketAddr,
+        workload: Arc<Workload>,
+        connections: usize,
+        plan: Plan,
+        seed: u64,
+        completed: Arc<AtomicU64>,
+    ) -> Result<Vec<ConnStats>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let tasks: Vec<_> = (0..connections)
+                .map(|c| {
+                    let (w, completed) = (workload.clone(), completed.clone());
+                    let seed = seed.wrapping_add(c as u64 * 0x9E37_79B9);
+                    tokio::spawn(async move { connection(addr, &w, plan, seed, &completed).await })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                out.push(
+                    t.await
+                        .map_err(|_| anyhow::anyhow!("a connection task panicked"))??,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    async fn connection(
+        addr: std::net::SocketAddr,
+        w: &Workload,
+        plan: Plan,
+        seed: u64,
+        completed: &AtomicU64,
+    ) -> Result<ConnStats> {
+        let mut stats = ConnStats::new()?;
+        let mut rng = SplitMix64::new(seed);
+        let mut stream: Option<tokio::net::TcpStream> = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        tokio::time::sleep_until(plan.start.into()).await;
+        loop {
+            let due = Instant::now();
+            if due >= plan.end {
+                break;
+            }
+            let (kind, req) = w.request(&mut rng);
+            if stream.is_none() {
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        stream = Some(s);
+                    }
+                    Err(_) => {
+                        if due >= plan.measure_from {
+                            stats.errors += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                }
+            }
+            let s = stream.as_mut().expect("connected");
+            let result = match s.write_all(&req).await {
+                Ok(()) => read_response(s, &mut buf).await,
+                Err(e) => Err(e),
+            };
+            let finished = Instant::now();
+            match result {
+                Ok((status, keep)) => {
+                    if due >= plan.measure_from {
+                        stats.record(kind, status, finished.duration_since(due));
+                    }
+                    if !keep {
+                        stream = None;
+                    }
+                }
+                Err(_) => {
+                    if due >= plan.measure_from {
+                        stats.errors += 1;
+                    }
+                    stream = None;
+                }
+            }
+            completed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(stats)
+    }
+
+    async fn read_response(
+        s: &mut tokio::net::TcpStream,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<(u16, bool)> {
+        let mut len = 0;
+        let head = loop {
+            if let Some(h) = parse_head(&buf[..len])? {
+                break h;
+            }
+            if len == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = s.read(&mut buf[len..]).await?;
+            if n == 0 {
+                return Err(bad("connection closed"));
+            }
+            len += n;
+        };
+        let mut have = len - head.end;
+        while have < head.body {
+            if buf.len() < head.end + head.body {
+                buf.resize(head.end + head.body, 0);
+            }
+            let n = s
+                .read(&mut buf[head.end + have..head.end + head.body])
+                .await?;
+            if n == 0 {
+                return Err(bad("connection closed mid-body"));
+            }
+            have += n;
+        }
+        Ok((head.status, head.keep))
+    }
 }
 
 fn print_table(r: &serde_json::Value) {

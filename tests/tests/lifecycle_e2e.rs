@@ -6,41 +6,12 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+mod common;
+
+use common::bin;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `target/<profile>/` of this test binary, where cargo put the binaries.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join(name);
-    if !path.exists() {
-        // `cargo test -p vitrine-e2e` alone: build what we run.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let profile = if dir.ends_with("release") {
-            vec!["--release"]
-        } else {
-            vec![]
-        };
-        let ok = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "vitrine-train",
-                "-p",
-                "vitrine-quantize",
-                "-p",
-                "vitrine-server",
-            ])
-            .args(profile)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "building the binaries failed");
-    }
-    path
-}
 
 fn run(name: &str, args: &[&str]) -> String {
     let out = Command::new(bin(name)).args(args).output().unwrap();

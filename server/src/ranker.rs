@@ -351,6 +351,17 @@ fn load_plan(path: &Path, spec: &RankerSpec, width: usize) -> TractResult<Plan> 
             anyhow::anyhow!("no output named {:?} (outputs: {names:?})", spec.output)
         })?;
     let shape_error = |e: anyhow::Error| {
+        let text = format!("{e:#}");
+        if let Some(op) = text
+            .split("Unimplemented(")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+        {
+            // E.g. TreeEnsembleRegressor (LightGBM/XGBoost exports).
+            return anyhow::anyhow!(
+                "tract does not implement the ONNX operator {op}; ranker_engine = \"ort\" runs the model on ONNX Runtime (docs/RANKER.md)"
+            );
+        }
         anyhow::anyhow!(
             "the model does not accept float32 [{}, {width}] (candidates × the {width} columns bundle.toml's features make): {e}",
             spec.candidates

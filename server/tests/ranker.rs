@@ -15,24 +15,7 @@ fn data() -> PathBuf {
 
 #[test]
 fn tract_agrees_with_onnxruntime() {
-    let io: Value =
-        serde_json::from_slice(&std::fs::read(data().join("mlp-io.json")).unwrap()).unwrap();
-    let x: Vec<f32> = io["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let want: Vec<f32> = io["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let (rows, cols) = (
-        io["rows"].as_u64().unwrap() as usize,
-        io["cols"].as_u64().unwrap() as usize,
-    );
+    let (x, want, rows, cols) = io_fixture("mlp-io.json");
     let got = vitrine_server::ranker::run_onnx(
         &data().join("mlp.onnx"),
         "features",
@@ -62,24 +45,7 @@ fn ort_agrees_with_onnxruntime_and_tract() {
         );
         return;
     };
-    let io: Value =
-        serde_json::from_slice(&std::fs::read(data().join("mlp-io.json")).unwrap()).unwrap();
-    let x: Vec<f32> = io["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let want: Vec<f32> = io["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let (rows, cols) = (
-        io["rows"].as_u64().unwrap() as usize,
-        io["cols"].as_u64().unwrap() as usize,
-    );
+    let (x, want, rows, cols) = io_fixture("mlp-io.json");
     let path = data().join("mlp.onnx");
     let ort = vitrine_server::ranker::run_onnx_ort(
         Path::new(&lib),
@@ -382,4 +348,78 @@ fn trained_ranker() -> vitrine_train::ranker::Ranker {
         linear: [1.0, 0.6, 0.1],
         quadratic: [-0.2, 0.05, 0.0, 0.05, -0.3, 0.1, 0.0, 0.1, 0.01],
     }
+}
+
+fn io_fixture(name: &str) -> (Vec<f32>, Vec<f32>, usize, usize) {
+    let io: Value = serde_json::from_slice(&std::fs::read(data().join(name)).unwrap()).unwrap();
+    let floats = |k: &str| -> Vec<f32> {
+        io[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let dims = |k: &str| io[k].as_u64().unwrap() as usize;
+    (
+        floats("input"),
+        floats("output"),
+        dims("rows"),
+        dims("cols"),
+    )
+}
+
+/// Gradient-boosted trees as LightGBM/XGBoost converters export them
+/// (ai.onnx.ml TreeEnsembleRegressor): tract does not implement the
+/// operator, so the version is rejected with a reason that names it and
+/// points at the ort engine.
+#[test]
+fn tree_ensembles_are_rejected_by_tract_with_a_pointer_to_ort() {
+    let bundle = std::fs::read_to_string(data().join("bundle.toml")).unwrap();
+    let s = TestServer::start_in(with_bundle(Some(&bundle), Some("trees.onnx")), |_| {});
+    let st = s.get("/v1/models/shop").json();
+    assert_eq!(st["state"], "not_serving");
+    let err = st["versions"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("TreeEnsembleRegressor") && err.contains("ranker_engine = \"ort\""),
+        "{err}"
+    );
+}
+
+/// The same trees on ONNX Runtime: equal to Python onnxruntime's outputs,
+/// and served by the ort engine.
+#[cfg(feature = "ort")]
+#[test]
+fn tree_ensembles_serve_on_the_ort_engine() {
+    let Ok(lib) = std::env::var("ORT_DYLIB_PATH") else {
+        eprintln!(
+            "SKIPPED tree_ensembles_serve_on_the_ort_engine: set ORT_DYLIB_PATH to libonnxruntime.so"
+        );
+        return;
+    };
+    let (x, want, rows, cols) = io_fixture("trees-io.json");
+    let got = vitrine_server::ranker::run_onnx_ort(
+        Path::new(&lib),
+        &data().join("trees.onnx"),
+        "features",
+        "score",
+        rows,
+        cols,
+        &x,
+    )
+    .unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-5, "ort {g} vs onnxruntime {w}");
+    }
+    let bundle = std::fs::read_to_string(data().join("bundle.toml")).unwrap();
+    let s = TestServer::start_in(with_bundle(Some(&bundle), Some("trees.onnx")), |c| {
+        c.defaults.ranker_engine = "ort".into();
+    });
+    let (st, body) = s.json(
+        "/v1/models/shop/recommend",
+        r#"{"user": "user-4", "k": 10}"#,
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(s.get("/v1/models/shop").json()["ranker"]["engine"], "ort");
 }

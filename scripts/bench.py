@@ -243,6 +243,8 @@ def main():
     md += [f"| {' | '.join(r)} |" for r in srv_rows]
     md += ["", "Notes from this run:", ""] + [f"- {n}" for n in srv_notes]
     md += ["", "All server runs:", ""] + srv_detail
+    md += ["", "Latency by percentile at 1,400 req/s (open loop, 100k × 64 int8), drawn by `vitrine-loadtest --svg`:", "",
+           "![micro-batching on](latency-100k-batching-on.svg) ![micro-batching off](latency-100k-batching-off.svg)"]
     md += ["", "## Lifecycle targets (issue 6)", "",
            "vitrine-server on core 0 serving a 10k × 64 int8 model under open-loop load from core 1; the same",
            "artifact published again and again as new versions (each goes through validation, warm-up, the",

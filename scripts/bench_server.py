@@ -60,11 +60,13 @@ class Proc:
             self.p.kill()
 
 
-def load(url, ids_from, seconds, rate=None, model="demo", connections=32):
+def load(url, ids_from, seconds, rate=None, model="demo", connections=32, svg=None):
     cmd = [LOADTEST, "--url", url, "--ids-from", ids_from, "--model", model, "--connections", str(connections),
            "--duration", f"{seconds}s", "--warmup", "1s", "--json", "--quiet"]
     if rate:
         cmd += ["--rate", str(rate)]
+    if svg:
+        cmd += ["--svg", svg]
     log(pin(1, cmd))
     out = subprocess.run(pin(1, cmd), check=True, capture_output=True, text=True).stdout
     return json.loads(out)
@@ -101,7 +103,9 @@ def server_section(python, seconds, tmp, verdict):
         closed = load(url, m100, secs)
         half = closed["throughput"] / 2
         open_half = load(url, m100, secs, rate=round(half))
-        equal = load(url, m100, secs, rate=1400)
+        # The latency picture in docs/ (vitrine-loadtest --svg), both ways.
+        equal = load(url, m100, secs, rate=1400,
+                     svg=os.path.join(ROOT, "docs", f"latency-100k-batching-{'on' if batching else 'off'}.svg"))
         results[batching] = (closed, open_half, equal, srv.rss_mb())
         srv.stop()
     cmds.append("taskset -c 0 vitrine-server --models M --listen 127.0.0.1:18190   (VITRINE_MICRO_BATCHING=true|false)")

@@ -33,6 +33,11 @@ pub struct HttpArgs {
     pub url: Option<String>,
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
+    /// HTTP/2 (cleartext, prior knowledge, as vitrine-server speaks it):
+    /// the --connections become concurrent streams on one HTTP/2
+    /// connection. Closed loop only.
+    #[arg(long)]
+    pub http2: bool,
     /// Open loop at this many requests per second (all connections together);
     /// without it, closed loop.
     #[arg(long)]
@@ -190,7 +195,19 @@ struct Workload {
 }
 
 impl Workload {
+    /// One HTTP/1.1 request, ready to write.
     fn request(&self, rng: &mut SplitMix64) -> (Kind, Vec<u8>) {
+        let (kind, path, body) = self.request_parts(rng);
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        (kind, req.into_bytes())
+    }
+
+    /// The next request of the mix: kind, path and JSON body.
+    fn request_parts(&self, rng: &mut SplitMix64) -> (Kind, String, String) {
         let total: f64 = self.mix.iter().map(|m| m.1).sum();
         let mut x = f64::from(rng.next_f32()) * total;
         let mut kind = self.mix[0].0;
@@ -215,14 +232,11 @@ impl Workload {
                 json!({"requests": (0..self.batch_size).map(|_| json!({"user": user(rng), "k": self.k})).collect::<Vec<_>>()}),
             ),
         };
-        let body = body.to_string();
-        let req = format!(
-            "POST /v1/models/{}/{path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.model,
-            self.host,
-            body.len()
-        );
-        (kind, req.into_bytes())
+        (
+            kind,
+            format!("/v1/models/{}/{path}", self.model),
+            body.to_string(),
+        )
     }
 }
 
@@ -288,6 +302,9 @@ pub fn run(args: &HttpArgs) -> Result<()> {
         .to_string();
     if args.connections == 0 {
         bail!("--connections must be positive");
+    }
+    if args.http2 && args.rate.is_some() {
+        bail!("--http2 runs the closed loop only (no --rate)");
     }
     let (users, items) = ids_of(args)?;
     if users.is_empty() || items.is_empty() {
@@ -356,14 +373,25 @@ fn drive(args: &HttpArgs, hostport: &str, workload: Arc<Workload>) -> Result<ser
             measure_from,
             end,
         };
-        closed_loop::drive(
-            addr,
-            workload,
-            args.connections,
-            plan,
-            args.seed,
-            completed.clone(),
-        )?
+        if args.http2 {
+            closed_loop::drive_h2(
+                addr,
+                workload,
+                args.connections,
+                plan,
+                args.seed,
+                completed.clone(),
+            )?
+        } else {
+            closed_loop::drive(
+                addr,
+                workload,
+                args.connections,
+                plan,
+                args.seed,
+                completed.clone(),
+            )?
+        }
     } else {
         let mut threads = Vec::new();
         for c in 0..args.connections {
@@ -415,6 +443,7 @@ fn drive(args: &HttpArgs, hostport: &str, workload: Arc<Workload>) -> Result<ser
     Ok(json!({
         "url": args.url, "connections": args.connections, "rate": args.rate,
         "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "protocol": if args.http2 { "h2" } else { "http/1.1" },
         "duration_s": secs, "warmup_s": args.warmup.as_secs_f64(),
         "requests": measured, "throughput": measured as f64 / secs,
         "latency_us": {"p50": us(0.5), "p90": us(0.9), "p99": us(0.99), "p99.9": us(0.999),
@@ -686,6 +715,90 @@ mod closed_loop {
             completed.fetch_add(1, Ordering::Relaxed);
         }
         Ok(stats)
+    }
+
+    /// HTTP/2: one connection, `streams` tasks each sending its next request
+    /// as soon as the previous one is answered.
+    pub fn drive_h2(
+        addr: std::net::SocketAddr,
+        workload: Arc<Workload>,
+        streams: usize,
+        plan: Plan,
+        seed: u64,
+        completed: Arc<AtomicU64>,
+    ) -> Result<Vec<ConnStats>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            tokio::time::sleep_until(plan.start.into()).await;
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("connecting to {addr}"))?;
+            let _ = tcp.set_nodelay(true);
+            let (sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .context("HTTP/2 handshake (does the server speak h2c?)")?;
+            tokio::spawn(conn);
+            let tasks: Vec<_> = (0..streams)
+                .map(|c| {
+                    let (w, completed, mut sender) =
+                        (workload.clone(), completed.clone(), sender.clone());
+                    let seed = seed.wrapping_add(c as u64 * 0x9E37_79B9);
+                    tokio::spawn(async move {
+                        let mut stats = ConnStats::new()?;
+                        let mut rng = SplitMix64::new(seed);
+                        loop {
+                            let due = Instant::now();
+                            if due >= plan.end {
+                                break;
+                            }
+                            let (kind, path, body) = w.request_parts(&mut rng);
+                            let result = exchange_h2(&mut sender, &w.host, &path, body).await;
+                            let finished = Instant::now();
+                            if due >= plan.measure_from {
+                                match result {
+                                    Ok(status) => {
+                                        stats.record(kind, status, finished.duration_since(due))
+                                    }
+                                    Err(_) => stats.errors += 1,
+                                }
+                            }
+                            completed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok::<_, anyhow::Error>(stats)
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                out.push(
+                    t.await
+                        .map_err(|_| anyhow::anyhow!("a stream task panicked"))??,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    async fn exchange_h2(
+        sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+        host: &str,
+        path: &str,
+        body: String,
+    ) -> Result<u16> {
+        use http_body_util::BodyExt;
+        let req = hyper::Request::post(format!("http://{host}{path}"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await?;
+        Ok(status)
     }
 
     async fn read_response(

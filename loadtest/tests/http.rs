@@ -95,6 +95,28 @@ fn closed_and_open_loop_against_a_running_server() {
     }
     let l = &closed["latency_us"];
     assert!(l["p50"].as_f64() <= l["p99"].as_f64() && l["p99"].as_f64() <= l["max"].as_f64());
+    // HTTP/2 (h2c): four streams on one connection, the same mix.
+    let h2 = loadtest(&[
+        "--url",
+        &url,
+        "--ids-from",
+        m,
+        "--connections",
+        "4",
+        "--http2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--mix",
+        "recommend=6,similar=2,score=1,batch=1",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(h2["protocol"], "h2");
+    assert!(h2["requests"].as_u64().unwrap() > 100, "{h2}");
+    assert_eq!(h2["errors"], 0);
+    assert_eq!(h2["status"]["200"], h2["requests"], "{h2}");
     // Open loop: the offered rate is what was asked (±10%), well below capacity.
     let open = loadtest(&[
         "--url",

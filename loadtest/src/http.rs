@@ -258,6 +258,32 @@ impl ConnStats {
         })
     }
 
+    /// Counts one exchange if it was due inside the measured window (a
+    /// status and its latency, or an error); returns whether the connection
+    /// can be kept.
+    fn exchange<E>(
+        &mut self,
+        measured: bool,
+        kind: Kind,
+        result: Result<(u16, bool), E>,
+        latency: Duration,
+    ) -> bool {
+        match result {
+            Ok((status, keep)) => {
+                if measured {
+                    self.record(kind, status, latency);
+                }
+                keep
+            }
+            Err(_) => {
+                if measured {
+                    self.errors += 1;
+                }
+                false
+            }
+        }
+    }
+
     fn record(&mut self, kind: Kind, status: u16, latency: Duration) {
         self.latency
             .saturating_record(latency.as_micros().max(1) as u64);
@@ -519,22 +545,9 @@ fn connection(
         }
         let s = stream.as_mut().expect("connected");
         let result = s.write_all(&req).and_then(|()| read_response(s, &mut buf));
-        let finished = Instant::now();
-        match result {
-            Ok((status, keep)) => {
-                if due >= plan.measure_from {
-                    stats.record(kind, status, finished.duration_since(due));
-                }
-                if !keep {
-                    stream = None;
-                }
-            }
-            Err(_) => {
-                if due >= plan.measure_from {
-                    stats.errors += 1;
-                }
-                stream = None;
-            }
+        let latency = due.elapsed();
+        if !stats.exchange(due >= plan.measure_from, kind, result, latency) {
+            stream = None;
         }
         completed.fetch_add(1, Ordering::Relaxed);
     }
@@ -695,22 +708,9 @@ mod closed_loop {
                 Ok(()) => read_response(s, &mut buf).await,
                 Err(e) => Err(e),
             };
-            let finished = Instant::now();
-            match result {
-                Ok((status, keep)) => {
-                    if due >= plan.measure_from {
-                        stats.record(kind, status, finished.duration_since(due));
-                    }
-                    if !keep {
-                        stream = None;
-                    }
-                }
-                Err(_) => {
-                    if due >= plan.measure_from {
-                        stats.errors += 1;
-                    }
-                    stream = None;
-                }
+            let latency = due.elapsed();
+            if !stats.exchange(due >= plan.measure_from, kind, result, latency) {
+                stream = None;
             }
             completed.fetch_add(1, Ordering::Relaxed);
         }
@@ -758,15 +758,9 @@ mod closed_loop {
                             }
                             let (kind, path, body) = w.request_parts(&mut rng);
                             let result = exchange_h2(&mut sender, &w.host, &path, body).await;
-                            let finished = Instant::now();
-                            if due >= plan.measure_from {
-                                match result {
-                                    Ok(status) => {
-                                        stats.record(kind, status, finished.duration_since(due))
-                                    }
-                                    Err(_) => stats.errors += 1,
-                                }
-                            }
+                            let latency = due.elapsed();
+                            let result = result.map(|status| (status, true));
+                            stats.exchange(due >= plan.measure_from, kind, result, latency);
                             completed.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok::<_, anyhow::Error>(stats)

@@ -85,6 +85,14 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// The configuration value (`tract`, `ort`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tract => "tract",
+            Self::Ort => "ort",
+        }
+    }
+
     /// Parses the configuration value; `ort` needs a build with the feature.
     pub fn parse(name: &str) -> Result<Self, String> {
         match name {

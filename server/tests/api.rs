@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{TestServer, ids};
 use serde_json::Value;
 use vitrine_core::synthetic::{SyntheticSpec, embedding_model, neighbors_model};
 use vitrine_core::{Artifact, ElementType};
@@ -13,15 +13,6 @@ fn spec(dtype: ElementType) -> SyntheticSpec {
     let mut s = SyntheticSpec::demo();
     s.dtype = dtype;
     s
-}
-
-fn ids(v: &Value) -> Vec<String> {
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn server() -> TestServer {

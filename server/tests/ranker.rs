@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{TestServer, ids};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use vitrine_core::synthetic::{SyntheticSpec, embedding_model};
@@ -177,15 +177,6 @@ fn with_bundle(bundle: Option<&str>, onnx: Option<&str>) -> tempfile::TempDir {
         std::fs::copy(data().join(o), v.join("ranker.onnx")).unwrap();
     }
     dir
-}
-
-fn ids(v: &Value) -> Vec<String> {
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]

@@ -96,24 +96,22 @@ fn train_publish_serve_quantize_promote_rollback() {
     let models = dir.path().join("models");
     let recs = models.join("recs");
     let (log_s, recs_s) = (log.to_str().unwrap(), recs.to_str().unwrap());
-    run(
-        "vitrine-train",
-        &[
-            "--input",
-            log_s,
-            "--format",
-            "csv",
-            "--algo",
-            "als",
-            "--factors",
-            "16",
-            "--protocol",
-            "recbole",
-            "--quiet",
-            "--publish",
-            recs_s,
-        ],
-    );
+    let train = [
+        "--input",
+        log_s,
+        "--format",
+        "csv",
+        "--algo",
+        "als",
+        "--factors",
+        "16",
+        "--protocol",
+        "recbole",
+        "--quiet",
+        "--publish",
+        recs_s,
+    ];
+    run("vitrine-train", &train);
     assert!(recs.join("1/model.vtr").exists());
 
     let mut child = Command::new(bin("vitrine-server"))
@@ -198,29 +196,14 @@ fn train_publish_serve_quantize_promote_rollback() {
 
     // A version with an in-house ranker: trained, exported as ONNX and
     // published with the model, gated as it answers, then served.
-    run(
-        "vitrine-train",
-        &[
-            "--input",
-            log_s,
-            "--format",
-            "csv",
-            "--algo",
-            "als",
-            "--factors",
-            "16",
-            "--protocol",
-            "recbole",
-            "--ranker",
-            "--ranker-candidates",
-            "30",
-            "--ranker-export",
-            "always",
-            "--quiet",
-            "--publish",
-            recs_s,
-        ],
-    );
+    let ranker = [
+        "--ranker",
+        "--ranker-candidates",
+        "30",
+        "--ranker-export",
+        "always",
+    ];
+    run("vitrine-train", &[&train[..], &ranker[..]].concat());
     assert!(recs.join("3/ranker.onnx").exists() && recs.join("3/bundle.toml").exists());
     let st = wait_version(&addr, 3);
     assert_eq!(st["ranker"]["engine"], "tract", "{st:#}");

@@ -687,14 +687,20 @@ fn train_ranker(
     let key = format!("ndcg@{}", cfg.k);
     let start = Instant::now();
     let all = user_cases(train_history, train_history, valid);
-    let (fit_half, check_half): (Vec<_>, Vec<_>) = all.iter().partition(|c| c.user % 2 == 0);
-    let fit_ex = examples(art, &fit_half, candidates);
-    let check_ex = examples(art, &check_half, candidates);
+    // One first-stage pass over all validation users; the halves are
+    // selections of it.
+    let all_ex = examples(art, &all, candidates);
+    let fits = |u: usize| all[u].user.is_multiple_of(2);
+    let check_half: Vec<UserCase<'_>> = (0..all.len())
+        .filter(|&u| !fits(u))
+        .map(|u| all[u])
+        .collect();
+    let fit_ex = all_ex.select(fits);
+    let check_ex = all_ex.select(|u| !fits(u));
     let first = Ranker::fit(&fit_ex, 1e-4).map_err(anyhow::Error::msg)?;
     let check_without = Ranker::evaluate(None, &check_ex, &check_half, cfg.k, n_items).finish();
     let check_with =
         Ranker::evaluate(Some(&first), &check_ex, &check_half, cfg.k, n_items).finish();
-    let all_ex = examples(art, &all, candidates);
     let ranker = Ranker::fit(&all_ex, 1e-4).map_err(anyhow::Error::msg)?;
     let test_cases = user_cases(train_history, exclude, test);
     let test_ex = examples(art, &test_cases, candidates);

@@ -54,6 +54,24 @@ pub struct Examples {
     pub items: Vec<u32>,
 }
 
+impl Examples {
+    /// The groups (user cases, by index) that `keep` accepts, in order.
+    pub fn select(&self, keep: impl Fn(usize) -> bool) -> Examples {
+        let mut out = Examples {
+            groups: vec![0],
+            ..Examples::default()
+        };
+        for u in (0..self.groups.len() - 1).filter(|&u| keep(u)) {
+            let rows = self.groups[u]..self.groups[u + 1];
+            out.features.extend_from_slice(&self.features[rows.clone()]);
+            out.labels.extend_from_slice(&self.labels[rows.clone()]);
+            out.items.extend_from_slice(&self.items[rows]);
+            out.groups.push(out.features.len());
+        }
+        out
+    }
+}
+
 /// The first stage's top `n` for each case, with the features the server
 /// would assemble: activity is the length of the case's exclusion list,
 /// which is what the server's seen-items section holds for the user.

@@ -609,7 +609,7 @@ fn model_summary(slot: &crate::registry::ModelSlot) -> serde_json::Value {
                    "dtype": meta.dtype.name(), "dims": meta.dims, "items": meta.n_items, "users": meta.n_users,
                    "algorithm": meta.algorithm,
                    "ranker": m.ranker.as_ref().map(|r| json!({
-                       "engine": match r.engine { crate::ranker::EngineKind::Tract => "tract", crate::ranker::EngineKind::Ort => "ort" },
+                       "engine": r.engine.name(),
                        "candidates": r.candidates, "features": r.names}))})
         }
         None => json!({"name": slot.name, "state": "not_serving"}),

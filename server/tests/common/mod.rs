@@ -194,3 +194,13 @@ pub fn read_reply(s: &mut TcpStream) -> Option<Reply> {
         body,
     })
 }
+
+/// The item ids of an answer, in order.
+pub fn ids(v: &serde_json::Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}

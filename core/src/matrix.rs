@@ -513,9 +513,10 @@ impl<'a> Matrix<'a> {
         match (self.data, self.blocked) {
             (MatrixData::Int8 { values, scales }, true) => {
                 use crate::simd::I8_GROUP;
-                let base = (r / BLOCK) * BLOCK * self.padded_dims + (r % BLOCK) * I8_GROUP;
+                // A row's values are contiguous within each group of
+                // I8_GROUP dimensions (simd::scalar::u8_block_index).
                 for (g, chunk) in out[..dims].chunks_mut(I8_GROUP).enumerate() {
-                    let at = base + g * BLOCK * I8_GROUP;
+                    let at = self.position(r, g * I8_GROUP);
                     for (o, &v) in chunk.iter_mut().zip(&values[at..at + I8_GROUP]) {
                         *o = f32::from((i16::from(v) - 128) as i8) * scales[r];
                     }

@@ -19,11 +19,12 @@
 //! item's vector. Everything is checked when the version loads — file,
 //! names, shapes, attribute names — and a mismatch rejects the version.
 //! Inference runs with tract (pure Rust): one batched run per request,
-//! [N, F] in, [N] out; features are written into one reused buffer.
+//! [N, F] in, [N] out; each request writes its features into its own
+//! buffer (a shared one serialised ranked requests across cores), which
+//! becomes the input tensor without a copy.
 
 use serde::Deserialize;
 use std::path::Path;
-use std::sync::Mutex;
 use tract_onnx::prelude::*;
 use vitrine_core::{Artifact, ModelKind};
 
@@ -123,8 +124,6 @@ pub struct Ranker {
     pub names: Vec<String>,
     pub engine: EngineKind,
     plan: Engine,
-    /// Reused feature buffer (one request at a time per version holds it).
-    buffer: Mutex<Vec<f32>>,
 }
 
 impl std::fmt::Debug for Ranker {
@@ -237,7 +236,6 @@ impl Ranker {
             names: spec.features,
             engine,
             plan,
-            buffer: Mutex::new(vec![0.0; spec.candidates * width]),
         }))
     }
 
@@ -250,8 +248,7 @@ impl Ranker {
     ) -> Result<Vec<f32>, String> {
         let n = self.candidates;
         let w = self.width;
-        let mut buf = self.buffer.lock().map_err(|_| "ranker buffer poisoned")?;
-        buf.iter_mut().for_each(|x| *x = 0.0);
+        let mut buf = vec![0f32; n * w];
         let pop = art.item_popularity();
         let attrs = art.item_attributes();
         let item_factors = art.item_factors();
@@ -302,8 +299,9 @@ impl Ranker {
         let take = items.len().min(n);
         let scores = match &self.plan {
             Engine::Tract(plan) => {
-                let input = Tensor::from_shape(&[n, w], &buf).map_err(|e| e.to_string())?;
-                drop(buf);
+                let input: Tensor = tract_ndarray::Array2::from_shape_vec((n, w), buf)
+                    .map_err(|e| e.to_string())?
+                    .into();
                 let out = plan
                     .run(tvec!(input.into()))
                     .map_err(|e| format!("ranker: {e}"))?;
@@ -445,6 +443,7 @@ pub fn run_onnx_ort(
 #[cfg(feature = "ort")]
 mod ort_engine {
     use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, OnceLock};
 
     static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
@@ -474,7 +473,11 @@ mod ort_engine {
     }
 
     pub struct OrtRanker {
-        session: Mutex<ort::session::Session>,
+        /// One session per core: `Session::run` takes `&mut self`, so one
+        /// shared session made ranked requests on different cores wait
+        /// for each other. A request takes the first free session.
+        sessions: Vec<Mutex<ort::session::Session>>,
+        next: AtomicUsize,
         input: String,
         output: String,
         rows: usize,
@@ -482,10 +485,11 @@ mod ort_engine {
     }
 
     impl OrtRanker {
-        /// Opens the model (one intra-op thread: the server runs one request
-        /// per core) and runs it once on zeros, so that a wrong input or
-        /// output name, type or shape rejects the version here, not at
-        /// request time.
+        /// Opens the model once per core the process may run on (one
+        /// intra-op thread each: the server runs one request per core) and
+        /// runs each session once on zeros, so that a wrong input or output
+        /// name, type or shape rejects the version here, not at request
+        /// time.
         pub fn load(
             path: &Path,
             input: &str,
@@ -494,12 +498,15 @@ mod ort_engine {
             cols: usize,
         ) -> Result<Self, String> {
             let env = environment(None)?;
-            let session = ort::session::Session::builder(env)
-                .map_err(|e| e.to_string())?
-                .with_intra_threads(1)
-                .map_err(|e| e.to_string())?
-                .commit_from_file(path)
-                .map_err(|e| e.to_string())?;
+            let open = || {
+                ort::session::Session::builder(env)
+                    .map_err(|e| e.to_string())?
+                    .with_intra_threads(1)
+                    .map_err(|e| e.to_string())?
+                    .commit_from_file(path)
+                    .map_err(|e| e.to_string())
+            };
+            let session = open()?;
             let inputs: Vec<String> = session
                 .inputs()
                 .iter()
@@ -514,24 +521,52 @@ mod ort_engine {
                 let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
                 return Err(format!("no output named {output:?} (outputs: {names:?})"));
             }
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut sessions = vec![Mutex::new(session)];
+            for _ in 1..cores {
+                sessions.push(Mutex::new(open()?));
+            }
             let ranker = Self {
-                session: Mutex::new(session),
+                sessions,
+                next: AtomicUsize::new(0),
                 input: input.into(),
                 output: output.into(),
                 rows,
                 cols,
             };
-            ranker.run(&vec![0.0; rows * cols]).map_err(|e| {
-                format!("the model does not accept float32 [{rows}, {cols}] or give float32 [{rows}] or [{rows}, 1]: {e}")
-            })?;
+            let zeros = vec![0.0; rows * cols];
+            for session in &ranker.sessions {
+                let mut session = session.lock().map_err(|_| "ranker session poisoned")?;
+                ranker.infer(&mut session, &zeros).map_err(|e| {
+                    format!("the model does not accept float32 [{rows}, {cols}] or give float32 [{rows}] or [{rows}, 1]: {e}")
+                })?;
+            }
             Ok(ranker)
         }
 
-        /// Scores a row-major `rows × cols` input.
+        /// Scores a row-major `rows × cols` input on the first free session
+        /// (searching from a rotating start; waits on one only if all are
+        /// busy, i.e. more concurrent requests than cores).
         pub fn run(&self, data: &[f32]) -> Result<Vec<f32>, String> {
+            let n = self.sessions.len();
+            let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            let free = (0..n).find_map(|k| self.sessions[(start + k) % n].try_lock().ok());
+            let mut session = match free {
+                Some(session) => session,
+                None => self.sessions[start]
+                    .lock()
+                    .map_err(|_| "ranker session poisoned")?,
+            };
+            self.infer(&mut session, data)
+        }
+
+        fn infer(
+            &self,
+            session: &mut ort::session::Session,
+            data: &[f32],
+        ) -> Result<Vec<f32>, String> {
             let tensor = ort::value::TensorRef::from_array_view(([self.rows, self.cols], data))
                 .map_err(|e| e.to_string())?;
-            let mut session = self.session.lock().map_err(|_| "ranker session poisoned")?;
             let outputs = session
                 .run(ort::inputs![self.input.as_str() => tensor])
                 .map_err(|e| format!("ranker: {e}"))?;

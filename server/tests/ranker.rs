@@ -137,6 +137,28 @@ fn ort_engine_serves_the_same_answers_as_tract() {
             assert!((x - y).abs() <= 1e-5, "{body}: tract {x} vs ort {y}");
         }
     }
+    // Concurrent ranked requests (more clients than cores, so sessions are
+    // both found free and waited for) each get their own user's answer.
+    let expected: Vec<(String, Vec<String>)> = (0..16)
+        .map(|u| {
+            let body = format!(r#"{{"user": "user-{u}", "k": 10}}"#);
+            let (_, a) = tract.json("/v1/models/shop/recommend", &body);
+            (body, ids(&a))
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (ort, expected) = (&ort, &expected);
+            scope.spawn(move || {
+                for round in 0..10 {
+                    let (body, want) = &expected[(t * 7 + round) % expected.len()];
+                    let (status, got) = ort.json("/v1/models/shop/recommend", body);
+                    assert_eq!(status, 200, "{got}");
+                    assert_eq!(&ids(&got), want, "{body}");
+                }
+            });
+        }
+    });
     let wrong = bundle.replace("input = \"features\"", "input = \"x\"");
     let s = TestServer::start_in(with_bundle(Some(&wrong), Some("mlp.onnx")), |c| {
         c.defaults.ranker_engine = "ort".into();

@@ -425,7 +425,7 @@ async fn finish(
     version: u64,
     dir: &std::path::Path,
     fp: Option<(u64, std::time::SystemTime)>,
-    report: serde_json::Value,
+    mut report: serde_json::Value,
     outcome: Outcome,
     error: Option<String>,
     promote: Option<(Arc<ServedModel>, usize)>,
@@ -436,8 +436,10 @@ async fn finish(
         Outcome::Failed => "failed",
     };
     crate::metrics::reload(&slot.name, label);
+    // Which file the verdict is on: a restart honours it only for that file.
+    report["model_file"] = crate::registry::fingerprint_json(fp);
     let bytes = serde_json::to_vec_pretty(&report).expect("serialisable");
-    let path = dir.join("shadow-report.json");
+    let path = dir.join(crate::registry::REPORT_FILE);
     let written = background(move || vitrine_core::artifact::write_atomically(&path, &bytes))
         .await
         .unwrap_or_else(|| Err(std::io::Error::other("report thread failed")));

@@ -9,6 +9,12 @@
 //! never tears a request, and a version's memory is released when the last
 //! request holding it finishes.
 //!
+//! Verdicts outlive the process: the gates' `shadow-report.json` and an
+//! operator's `rollback.json` sit next to the version with the fingerprint
+//! of the file they judged, and start-up does not serve a version they
+//! still apply to while another version validates (a restarted pod must
+//! not bring back what the gates or an operator took out).
+//!
 //! Model names come from the configuration or from directory names checked
 //! by [`crate::config::valid_model_name`]; a name from a URL is only ever
 //! looked up in this map, never joined into a path.
@@ -148,6 +154,30 @@ impl ModelSlot {
         crate::metrics::reload(&self.name, "rolled_back");
         Ok((from_version, target.version))
     }
+
+    /// Records a rollback next to the version rolled back from, so that a
+    /// restarted process does not serve it again either (see
+    /// [`recorded_verdict`]); the fingerprint is that of the file the
+    /// version was validated from.
+    pub fn record_rollback(&self, from: u64, to: u64) -> std::io::Result<PathBuf> {
+        let dir = self.dir.join(from.to_string());
+        let fp = self
+            .status(from)
+            .and_then(|s| s.fingerprint)
+            .or_else(|| fingerprint(&dir.join("model.vtr")));
+        let record = serde_json::json!({
+            "model": self.name,
+            "version": from,
+            "outcome": "rolled_back",
+            "rolled_back_to": to,
+            "at": vitrine_core::rfc3339_now(),
+            "model_file": fingerprint_json(fp),
+        });
+        let path = dir.join(ROLLBACK_FILE);
+        let bytes = serde_json::to_vec_pretty(&record).expect("serialisable");
+        vitrine_core::artifact::write_atomically(&path, &bytes)?;
+        Ok(path)
+    }
 }
 
 #[derive(Debug)]
@@ -191,6 +221,51 @@ pub fn model_dirs(models_dir: &Path) -> Vec<String> {
 pub fn fingerprint(path: &Path) -> Option<(u64, SystemTime)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.modified().ok()?))
+}
+
+/// The gates' verdict on a version, written next to it.
+pub const REPORT_FILE: &str = "shadow-report.json";
+/// Written next to a version an operator rolled back from.
+pub const ROLLBACK_FILE: &str = "rollback.json";
+
+/// A fingerprint as recorded in verdict files (`model_file`), so that a
+/// verdict applies only to the very file it judged.
+pub fn fingerprint_json(fp: Option<(u64, SystemTime)>) -> serde_json::Value {
+    match fp {
+        Some((bytes, modified)) => serde_json::json!({
+            "bytes": bytes,
+            "modified_ns": modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// A verdict an earlier process recorded that still applies to the version
+/// in `dir` (whose model file has fingerprint `fp`): the state it puts the
+/// version in (`rolled_back` or `rejected`) and the recorded JSON. A
+/// verdict on other bytes (the file was replaced since) does not apply.
+pub fn recorded_verdict(
+    dir: &Path,
+    fp: Option<(u64, SystemTime)>,
+) -> Option<(&'static str, serde_json::Value)> {
+    let current = fingerprint_json(Some(fp?));
+    let read = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()
+    };
+    if let Some(v) = read(ROLLBACK_FILE)
+        && v["model_file"] == current
+    {
+        return Some(("rolled_back", v));
+    }
+    if let Some(v) = read(REPORT_FILE)
+        && v["outcome"] == "rejected"
+        && v["model_file"] == current
+    {
+        return Some(("rejected", v));
+    }
+    None
 }
 
 impl Registry {
@@ -257,10 +332,28 @@ pub fn open_version(slot: &ModelSlot, version: u64, dir: &Path) -> Result<Served
 }
 
 /// Start-up: opens versions newest first (or the pinned one) until one
-/// validates; records every attempt.
+/// validates; records every attempt. A version that an earlier process's
+/// gates rejected or an operator rolled back (and whose file has not changed
+/// since) is passed over, and served only if no other version validates —
+/// better an answer from it than none, and said loudly. A pin overrides
+/// verdicts: the operator named the version.
 fn load_newest(slot: &ModelSlot) {
+    let mut passed_over = Vec::new();
     for (version, dir) in version_dirs(&slot.dir) {
         let fp = fingerprint(&dir.join("model.vtr"));
+        if slot.config.pin.is_none()
+            && let Some((state, recorded)) = recorded_verdict(&dir, fp)
+        {
+            slot.set_status(VersionStatus {
+                version,
+                state: state.into(),
+                error: None,
+                report: Some(recorded),
+                fingerprint: fp,
+            });
+            passed_over.push((version, dir, state));
+            continue;
+        }
         if slot.serving.load().is_some() || slot.config.pin.is_some_and(|p| p != version) {
             slot.set_status(VersionStatus {
                 version,
@@ -271,39 +364,56 @@ fn load_newest(slot: &ModelSlot) {
             });
             continue;
         }
-        match open_version(slot, version, &dir) {
-            Ok(model) => {
-                tracing::info!(
-                    model = %slot.name,
-                    version,
-                    kind = model.artifact.metadata().kind.name(),
-                    dtype = model.artifact.metadata().dtype.name(),
-                    items = model.n_items(),
-                    "serving"
-                );
-                slot.set_status(VersionStatus {
-                    version,
-                    state: "serving".into(),
-                    error: None,
-                    report: None,
-                    fingerprint: fp,
-                });
-                slot.promote(Arc::new(model), 0);
-            }
-            Err(e) => {
-                tracing::warn!(model = %slot.name, version, error = %e, "version rejected");
-                crate::metrics::reload(&slot.name, "failed");
-                slot.set_status(VersionStatus {
-                    version,
-                    state: "failed".into(),
-                    error: Some(e),
-                    report: None,
-                    fingerprint: fp,
-                });
-            }
+        serve_at_start(slot, version, &dir, None);
+    }
+    for (version, dir, verdict) in passed_over {
+        if slot.serving.load().is_some() {
+            break;
         }
+        let why =
+            format!("serving despite the earlier verdict ({verdict}): no other version validates");
+        serve_at_start(slot, version, &dir, Some(why));
     }
     if slot.serving.load().is_none() {
         tracing::warn!(model = %slot.name, dir = %slot.dir.display(), "no valid version to serve");
+    }
+}
+
+/// Opens `version` and serves it, or records why it failed. `caveat`
+/// (logged as a warning, shown as the version's `error`) says why serving
+/// it needs a second look.
+fn serve_at_start(slot: &ModelSlot, version: u64, dir: &Path, caveat: Option<String>) {
+    let fp = fingerprint(&dir.join("model.vtr"));
+    match open_version(slot, version, dir) {
+        Ok(model) => {
+            let meta = model.artifact.metadata();
+            let (kind, dtype, items) = (meta.kind.name(), meta.dtype.name(), model.n_items());
+            match &caveat {
+                None => tracing::info!(model = %slot.name, version, kind, dtype, items, "serving"),
+                Some(why) => {
+                    tracing::warn!(model = %slot.name, version, kind, dtype, items, "{why}")
+                }
+            }
+            slot.set_status(VersionStatus {
+                version,
+                state: "serving".into(),
+                error: caveat,
+                // A passed-over version keeps its recorded report.
+                report: slot.status(version).and_then(|s| s.report),
+                fingerprint: fp,
+            });
+            slot.promote(Arc::new(model), 0);
+        }
+        Err(e) => {
+            tracing::warn!(model = %slot.name, version, error = %e, "version rejected");
+            crate::metrics::reload(&slot.name, "failed");
+            slot.set_status(VersionStatus {
+                version,
+                state: "failed".into(),
+                error: Some(e),
+                report: None,
+                fingerprint: fp,
+            });
+        }
     }
 }

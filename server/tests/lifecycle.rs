@@ -52,13 +52,32 @@ fn wait_for(s: &TestServer, what: &str, pred: impl Fn(&Value) -> bool) -> Value 
     }
 }
 
-fn version_state(st: &Value, v: u64) -> String {
+/// Version `v`'s entry in a model status (`Null` if not listed).
+fn version_entry(st: &Value, v: u64) -> Value {
     st["versions"]
         .as_array()
         .unwrap()
         .iter()
         .find(|x| x["version"] == v)
-        .map_or(String::new(), |x| x["state"].as_str().unwrap().to_string())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn version_state(st: &Value, v: u64) -> String {
+    version_entry(st, v)["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn rollback(s: &TestServer) -> common::Reply {
+    request(
+        s.addr,
+        "POST",
+        "/v1/models/shop/rollback",
+        &[("Authorization", "Bearer admin")],
+        b"",
+    )
 }
 
 #[test]
@@ -109,12 +128,7 @@ fn a_published_version_is_gated_promoted_and_can_be_rolled_back() {
             > 0
     );
     assert!(report["online"]["samples"].as_u64().is_some(), "{report:#}");
-    let shown = st["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["version"] == 2)
-        .unwrap();
+    let shown = version_entry(&st, 2);
     assert_eq!(shown["report"]["outcome"], "promoted");
     assert!(
         s.get("/metrics")
@@ -122,13 +136,7 @@ fn a_published_version_is_gated_promoted_and_can_be_rolled_back() {
             .contains(r#"vitrine_model_reloads_total{model="shop",outcome="promoted"}"#)
     );
     // Rollback: admin only, instant, and the rolled-back version stays out.
-    let r = request(
-        s.addr,
-        "POST",
-        "/v1/models/shop/rollback",
-        &[("Authorization", "Bearer admin")],
-        b"",
-    );
+    let r = rollback(&s);
     assert_eq!(
         (r.status, r.json()["version"].as_u64()),
         (200, Some(1)),
@@ -140,13 +148,7 @@ fn a_published_version_is_gated_promoted_and_can_be_rolled_back() {
     let st = status(&s);
     assert_eq!(st["version"], 1);
     assert_eq!(version_state(&st, 2), "rolled_back");
-    let r = request(
-        s.addr,
-        "POST",
-        "/v1/models/shop/rollback",
-        &[("Authorization", "Bearer admin")],
-        b"",
-    );
+    let r = rollback(&s);
     assert_eq!(r.status, 409);
 }
 
@@ -160,13 +162,7 @@ fn the_gates_reject_a_model_whose_ids_do_not_match_its_factors() {
     let v = publish(s.models_path(), &shuffled);
     let st = wait_for(&s, "a verdict", |st| version_state(st, v) == "rejected");
     assert_eq!(st["version"], 1, "serving version must stay");
-    let report = st["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["version"] == v)
-        .unwrap()["report"]
-        .clone();
+    let report = version_entry(&st, v)["report"].clone();
     assert_eq!(report["outcome"], "rejected");
     assert_eq!(
         report["offline"]["serving_holdout"]["passed"], false,
@@ -182,6 +178,77 @@ fn the_gates_reject_a_model_whose_ids_do_not_match_its_factors() {
         s.get("/metrics")
             .text()
             .contains(r#"vitrine_model_reloads_total{model="shop",outcome="rejected"}"#)
+    );
+    s.assert_serving();
+}
+
+/// Verdicts survive a restart: a version the gates rejected and one an
+/// operator rolled back are not served by the next process while another
+/// version validates, nor gated again — until their files change.
+#[test]
+fn a_restarted_server_honours_rejections_and_rollbacks() {
+    let good = small(1);
+    let mut s = TestServer::start_in(common::models_dir(&[("shop", &good)]), fast);
+    let mut shuffled = good.clone();
+    shuffled.item_ids.reverse();
+    let rejected = publish(s.models_path(), &shuffled);
+    wait_for(&s, "the rejection", |st| {
+        version_state(st, rejected) == "rejected"
+    });
+    let rolled_back = publish(s.models_path(), &small(1));
+    wait_for(&s, "the promotion", |st| st["version"] == rolled_back);
+    let r = rollback(&s);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["recorded"], true);
+
+    let report_file = s
+        .models_path()
+        .join(format!("shop/{rejected}/shadow-report.json"));
+    let verdict: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+
+    // Restart on the same directory.
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    drop(s);
+    let mut s = TestServer::start_in(dir, fast);
+    let st = status(&s);
+    assert_eq!(st["version"], 1, "{st:#}");
+    assert_eq!(version_state(&st, rejected), "rejected");
+    assert_eq!(version_state(&st, rolled_back), "rolled_back");
+    std::thread::sleep(Duration::from_millis(600)); // several rescans
+    let st = status(&s);
+    assert_eq!(st["version"], 1, "re-gated after the restart: {st:#}");
+    // Not gated again: the status shows the recorded report, unchanged.
+    let shown = version_entry(&st, rejected);
+    assert_eq!(shown["report"], verdict);
+    s.assert_serving();
+
+    // New bytes in the rolled-back version: the verdict no longer applies.
+    let fixed = s
+        .models_path()
+        .join("shop")
+        .join(rolled_back.to_string())
+        .join("model.vtr");
+    let mut parts = small(1);
+    parts.metadata.trained_at = "2026-12-05T01:02:03Z".into();
+    vitrine_core::artifact::write_atomically(&fixed, &parts.encode().unwrap()).unwrap();
+    wait_for(&s, "the fixed version", |st| st["version"] == rolled_back);
+
+    // With nothing else left that validates, a passed-over version serves,
+    // and its status says why.
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    drop(s);
+    for v in [1, rolled_back] {
+        std::fs::remove_dir_all(dir.path().join("shop").join(v.to_string())).unwrap();
+    }
+    let s = TestServer::start_in(dir, fast);
+    let st = status(&s);
+    assert_eq!(st["version"], rejected, "{st:#}");
+    let shown = &st["versions"][0];
+    assert!(
+        shown["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("despite the earlier verdict (rejected)")),
+        "{shown:#}"
     );
     s.assert_serving();
 }
@@ -289,12 +356,7 @@ fn an_unwritable_report_does_not_block_promotion() {
     small(1).write(&m.join(".tmp-2/model.vtr")).unwrap();
     std::fs::rename(m.join(".tmp-2"), m.join("2")).unwrap();
     let st = wait_for(&s, "version 2", |st| st["version"] == 2);
-    let shown = st["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["version"] == 2)
-        .unwrap();
+    let shown = version_entry(&st, 2);
     assert_eq!(shown["report"]["outcome"], "promoted");
     assert!(
         s.get("/metrics")

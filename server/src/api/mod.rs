@@ -695,9 +695,20 @@ fn rollback(state: &AppState, req: &ApiRequest<'_>, name: &str) -> Result<ApiRes
     match slot.rollback() {
         Ok((from, to)) => {
             tracing::warn!(model = %name, from, to, "rolled back");
+            // The swap is done; the record only keeps a restart from serving
+            // `from` again. A small write, on an admin request.
+            let recorded = from > 0
+                && match slot.record_rollback(from, to) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(model = %name, version = from, error = %e,
+                            "cannot record the rollback: a restarted server may serve this version again");
+                        false
+                    }
+                };
             Ok(ApiResponse::json(
                 200,
-                &json!({"model": name, "version": to, "rolled_back_from": from}),
+                &json!({"model": name, "version": to, "rolled_back_from": from, "recorded": recorded}),
             ))
         }
         Err(e) => Err(ApiError::new(

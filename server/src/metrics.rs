@@ -143,11 +143,19 @@ mod tests {
     fn install_starts_one_upkeep_thread() {
         install();
         install();
-        let threads = std::fs::read_dir("/proc/self/task")
-            .expect("/proc/self/task")
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|comm| comm.trim_end() == UPKEEP_THREAD)
-            .count();
-        assert_eq!(threads, 1);
+        let named = || {
+            std::fs::read_dir("/proc/self/task")
+                .expect("/proc/self/task")
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.trim_end() == UPKEEP_THREAD)
+                .count()
+        };
+        // The new thread names itself once it runs: wait for that (up to
+        // 10 s on a loaded machine), then count.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while named() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(named(), 1);
     }
 }

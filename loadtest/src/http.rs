@@ -648,10 +648,7 @@ mod closed_loop {
         seed: u64,
         completed: Arc<AtomicU64>,
     ) -> Result<Vec<ConnStats>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
+        on_event_loop(async move {
             let tasks: Vec<_> = (0..connections)
                 .map(|c| {
                     let (w, completed) = (workload.clone(), completed.clone());
@@ -659,15 +656,32 @@ mod closed_loop {
                     tokio::spawn(async move { connection(addr, &w, plan, seed, &completed).await })
                 })
                 .collect();
-            let mut out = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                out.push(
-                    t.await
-                        .map_err(|_| anyhow::anyhow!("a connection task panicked"))??,
-                );
-            }
-            Ok(out)
+            join(tasks, "connection").await
         })
+    }
+
+    /// Runs `main` on a fresh single-threaded tokio runtime (every
+    /// connection or stream on this one thread, as `wrk -t1`).
+    fn on_event_loop<T>(main: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(main)
+    }
+
+    /// Each task's statistics, in order; the first error or panic wins.
+    async fn join(
+        tasks: Vec<tokio::task::JoinHandle<Result<ConnStats>>>,
+        what: &str,
+    ) -> Result<Vec<ConnStats>> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(
+                t.await
+                    .map_err(|_| anyhow::anyhow!("a {what} task panicked"))??,
+            );
+        }
+        Ok(out)
     }
 
     async fn connection(
@@ -727,10 +741,7 @@ mod closed_loop {
         seed: u64,
         completed: Arc<AtomicU64>,
     ) -> Result<Vec<ConnStats>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
+        on_event_loop(async move {
             tokio::time::sleep_until(plan.start.into()).await;
             let tcp = tokio::net::TcpStream::connect(addr)
                 .await
@@ -767,14 +778,7 @@ mod closed_loop {
                     })
                 })
                 .collect();
-            let mut out = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                out.push(
-                    t.await
-                        .map_err(|_| anyhow::anyhow!("a stream task panicked"))??,
-                );
-            }
-            Ok(out)
+            join(tasks, "stream").await
         })
     }
 

@@ -62,24 +62,28 @@ fn closed_and_open_loop_against_a_running_server() {
     let (addr, _stop) = start_server(dir.path());
     let url = format!("http://{addr}");
     let m = model.to_str().unwrap();
-    let closed = loadtest(&[
-        "--url",
-        &url,
-        "--ids-from",
-        m,
-        "--connections",
-        "4",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--mix",
-        "recommend=6,similar=2,score=1,batch=1",
-        "--zipf",
-        "1.1",
-        "--json",
-        "--quiet",
-    ]);
+    // Four connections (or streams), one second, every request kind.
+    let mixed = |extra: &[&str]| {
+        let mut args = vec![
+            "--url",
+            &url,
+            "--ids-from",
+            m,
+            "--connections",
+            "4",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--mix",
+            "recommend=6,similar=2,score=1,batch=1",
+            "--json",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        loadtest(&args)
+    };
+    let closed = mixed(&["--zipf", "1.1"]);
     assert_eq!(closed["mode"], "closed");
     assert!(closed["requests"].as_u64().unwrap() > 100, "{closed}");
     assert_eq!(closed["errors"], 0);
@@ -96,23 +100,7 @@ fn closed_and_open_loop_against_a_running_server() {
     let l = &closed["latency_us"];
     assert!(l["p50"].as_f64() <= l["p99"].as_f64() && l["p99"].as_f64() <= l["max"].as_f64());
     // HTTP/2 (h2c): four streams on one connection, the same mix.
-    let h2 = loadtest(&[
-        "--url",
-        &url,
-        "--ids-from",
-        m,
-        "--connections",
-        "4",
-        "--http2",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--mix",
-        "recommend=6,similar=2,score=1,batch=1",
-        "--json",
-        "--quiet",
-    ]);
+    let h2 = mixed(&["--http2"]);
     assert_eq!(h2["protocol"], "h2");
     assert!(h2["requests"].as_u64().unwrap() > 100, "{h2}");
     assert_eq!(h2["errors"], 0);

@@ -351,7 +351,7 @@ fn load_newest(slot: &ModelSlot) {
                 report: Some(recorded),
                 fingerprint: fp,
             });
-            passed_over.push((version, dir, state));
+            passed_over.push((version, dir, fp, state));
             continue;
         }
         if slot.serving.load().is_some() || slot.config.pin.is_some_and(|p| p != version) {
@@ -364,26 +364,31 @@ fn load_newest(slot: &ModelSlot) {
             });
             continue;
         }
-        serve_at_start(slot, version, &dir, None);
+        serve_at_start(slot, version, &dir, fp, None);
     }
-    for (version, dir, verdict) in passed_over {
+    for (version, dir, fp, verdict) in passed_over {
         if slot.serving.load().is_some() {
             break;
         }
         let why =
             format!("serving despite the earlier verdict ({verdict}): no other version validates");
-        serve_at_start(slot, version, &dir, Some(why));
+        serve_at_start(slot, version, &dir, fp, Some(why));
     }
     if slot.serving.load().is_none() {
         tracing::warn!(model = %slot.name, dir = %slot.dir.display(), "no valid version to serve");
     }
 }
 
-/// Opens `version` and serves it, or records why it failed. `caveat`
-/// (logged as a warning, shown as the version's `error`) says why serving
-/// it needs a second look.
-fn serve_at_start(slot: &ModelSlot, version: u64, dir: &Path, caveat: Option<String>) {
-    let fp = fingerprint(&dir.join("model.vtr"));
+/// Opens `version` (whose model file has fingerprint `fp`) and serves it,
+/// or records why it failed. `caveat` (logged as a warning, shown as the
+/// version's `error`) says why serving it needs a second look.
+fn serve_at_start(
+    slot: &ModelSlot,
+    version: u64,
+    dir: &Path,
+    fp: Option<(u64, SystemTime)>,
+    caveat: Option<String>,
+) {
     match open_version(slot, version, dir) {
         Ok(model) => {
             let meta = model.artifact.metadata();

@@ -34,15 +34,22 @@ fn tract_agrees_with_onnxruntime() {
     assert!(worst <= 1e-5, "tract and onnxruntime differ by {worst}");
 }
 
+/// `$ORT_DYLIB_PATH`, or `None` after saying the test `name` is skipped.
+#[cfg(feature = "ort")]
+fn ort_library(name: &str) -> Option<String> {
+    let lib = std::env::var("ORT_DYLIB_PATH").ok();
+    if lib.is_none() {
+        eprintln!("SKIPPED {name}: set ORT_DYLIB_PATH to libonnxruntime.so");
+    }
+    lib
+}
+
 /// ONNX Runtime (cargo feature `ort`, library from ORT_DYLIB_PATH) gives
 /// the same scores as onnxruntime's Python package and as tract.
 #[cfg(feature = "ort")]
 #[test]
 fn ort_agrees_with_onnxruntime_and_tract() {
-    let Ok(lib) = std::env::var("ORT_DYLIB_PATH") else {
-        eprintln!(
-            "SKIPPED ort_agrees_with_onnxruntime_and_tract: set ORT_DYLIB_PATH to libonnxruntime.so"
-        );
+    let Some(lib) = ort_library("ort_agrees_with_onnxruntime_and_tract") else {
         return;
     };
     let (x, want, rows, cols) = io_fixture("mlp-io.json");
@@ -107,10 +114,7 @@ fn ort_agrees_with_onnxruntime_and_tract() {
 #[cfg(feature = "ort")]
 #[test]
 fn ort_engine_serves_the_same_answers_as_tract() {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        eprintln!(
-            "SKIPPED ort_engine_serves_the_same_answers_as_tract: set ORT_DYLIB_PATH to libonnxruntime.so"
-        );
+    if ort_library("ort_engine_serves_the_same_answers_as_tract").is_none() {
         return;
     }
     let bundle = std::fs::read_to_string(data().join("bundle.toml")).unwrap();
@@ -404,10 +408,7 @@ fn tree_ensembles_are_rejected_by_tract_with_a_pointer_to_ort() {
 #[cfg(feature = "ort")]
 #[test]
 fn tree_ensembles_serve_on_the_ort_engine() {
-    let Ok(lib) = std::env::var("ORT_DYLIB_PATH") else {
-        eprintln!(
-            "SKIPPED tree_ensembles_serve_on_the_ort_engine: set ORT_DYLIB_PATH to libonnxruntime.so"
-        );
+    let Some(lib) = ort_library("tree_ensembles_serve_on_the_ort_engine") else {
         return;
     };
     let (x, want, rows, cols) = io_fixture("trees-io.json");
